@@ -1,0 +1,145 @@
+// TunnelManager: every encrypted session this node has, sans-I/O.
+//
+// Owns the Noise IK handshakes (crypto/noise.hpp), transport sessions with 64-bit
+// counters and replay windows (crypto/session.hpp), WireGuard-style timers (rekey,
+// reject, handshake retry, keepalive) and the receiver-index table. It never touches
+// sockets or clocks: the agent passes datagrams and `now_ms` in and takes datagrams,
+// events and the next deadline out (quinn-proto style).
+//
+// Trust: a handshake succeeds only if the peer's certificate chain verifies against
+// the mesh root (crypto/cert.hpp), its NodeCert dh_pub equals the Noise static key,
+// and the node is not refused (revoked, over-used token: see refuse()).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "crypto/address.hpp"
+#include "crypto/cert.hpp"
+#include "crypto/keys.hpp"
+#include "crypto/random.hpp"
+#include "crypto/wire.hpp"
+
+namespace meshd::crypto {
+
+struct LocalIdentity {
+  SigningKey node_key;
+  DhKey dh_key;
+  CertChain chain;
+  PublicKey root_pub{};
+};
+
+struct TunnelConfig {
+  // WireGuard's timer values (spec-like, but tunable here for tests).
+  std::uint64_t rekey_after_time_ms = 120'000;
+  std::uint64_t reject_after_time_ms = 180'000;
+  std::uint64_t rekey_timeout_ms = 5'000;        // handshake retry interval
+  std::uint64_t rekey_attempt_time_ms = 90'000;  // give up handshaking after this
+  std::uint64_t keepalive_ms = 10'000;           // passive keepalive after receive
+  std::uint64_t rekey_after_messages = 1ull << 60;
+  std::size_t peers_max = 16384;
+  std::size_t queued_per_peer_max = 64;  // packets held while handshaking; oldest dropped
+  std::size_t handshakes_per_second_max = 1000;  // beyond it, handshake inits dropped (counted)
+};
+
+struct TunnelCounters {
+  std::uint64_t rx_datagrams = 0, tx_datagrams = 0;
+  std::uint64_t rx_bytes = 0, tx_bytes = 0;
+  std::uint64_t handshakes_completed = 0;
+  std::uint64_t drop_malformed = 0;       // too short, unknown type, bad lengths
+  std::uint64_t drop_bad_mac = 0;         // handshake mac1 wrong (garbage, wrong key)
+  std::uint64_t drop_handshake_failed = 0;  // Noise/AEAD failure inside a handshake
+  std::uint64_t drop_bad_cert = 0;        // chain did not verify / refused node
+  std::uint64_t drop_unknown_index = 0;   // transport for no session
+  std::uint64_t drop_decrypt = 0;         // AEAD tag failure on transport
+  std::uint64_t drop_replay = 0;          // counter replayed or too old
+  std::uint64_t drop_rate_limited = 0;
+  std::uint64_t drop_queue_full = 0;
+};
+
+struct PeerStats {
+  NodeId id{};
+  bool session_up = false;
+  bool handshaking = false;
+  std::optional<Locator> endpoint;  // current underlay address (roams to last authentic source)
+  std::uint64_t rx_bytes = 0, tx_bytes = 0;
+  std::uint64_t last_handshake_ms = 0;  // 0 = never
+};
+
+struct TunnelTransmit {
+  Locator to;
+  Bytes datagram;
+};
+
+struct TunnelEvent {
+  enum class Kind {
+    peer_up,     // a session is (newly) established; chain = verified peer chain
+    peer_down,   // all sessions expired or handshakes gave up
+    received,    // authenticated plaintext (vni | flags | payload) from `peer`
+    rejected,    // handshake from `peer` refused; `reason` says why (e.g. "cert.expired")
+  };
+  Kind kind{};
+  NodeId peer{};
+  std::optional<CertChain> chain;  // peer_up
+  Locator from;                    // received / peer_up
+  Bytes plaintext;                 // received: inner header + payload
+  std::string reason;              // rejected
+};
+
+class TunnelManager {
+ public:
+  TunnelManager(LocalIdentity self, TunnelConfig cfg, Random& rng);
+  ~TunnelManager();
+  TunnelManager(const TunnelManager&) = delete;
+  TunnelManager& operator=(const TunnelManager&) = delete;
+
+  // Tells the manager how to reach a node (static key + candidate locators, tried in
+  // order). Needed before send() to a node that has not contacted us.
+  void set_peer(const NodeId& id, const PublicKey& dh_pub, std::vector<Locator> locators);
+  void remove_peer(const NodeId& id);
+  // Refused nodes: sessions torn down, handshakes from them rejected from now on.
+  void refuse(const NodeId& id);
+
+  // Sends `plaintext` (inner header + payload) to `to`. With a live session it is
+  // sealed at once; otherwise it is queued (bounded) and a handshake starts.
+  // Returns false if the peer is unknown (no set_peer and no inbound session).
+  bool send(std::uint64_t now_ms, const NodeId& to, ByteSpan plaintext);
+
+  // Fast path: `buf` holds plaintext at buf[kTransportHeaderLen .. +plaintext_len) and
+  // has room for the tag after it. Seals in place, writes the header. Returns the
+  // datagram length and the destination, or 0 if there is no usable session (then
+  // call send(), which queues and handshakes).
+  std::size_t seal_in_place(std::uint64_t now_ms, const NodeId& to, std::span<std::uint8_t> buf,
+                            std::size_t plaintext_len, Locator& out_to);
+
+  // One datagram from the underlay. Never throws; bad input is dropped and counted.
+  void handle_datagram(std::uint64_t now_ms, const Locator& from, ByteSpan datagram);
+
+  // Fast path for transport packets: decrypts in place. On success returns true and
+  // sets `out_peer` and `out_plain` (a view into `datagram`). Non-transport packets
+  // and failures return false (handshakes are then passed to handle_datagram by the
+  // caller; failures are already counted).
+  bool open_in_place(std::uint64_t now_ms, const Locator& from, std::span<std::uint8_t> datagram,
+                     NodeId& out_peer, std::span<std::uint8_t>& out_plain);
+
+  void handle_timeout(std::uint64_t now_ms);
+
+  std::optional<TunnelTransmit> poll_transmit();
+  std::optional<TunnelEvent> poll_event();
+  // Next time handle_timeout wants to run; UINT64_MAX if none.
+  std::uint64_t poll_timeout() const;
+
+  const TunnelCounters& counters() const;
+  std::vector<PeerStats> peer_stats() const;
+  std::optional<CertChain> peer_chain(const NodeId& id) const;  // from the last handshake
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace meshd::crypto

@@ -1,0 +1,48 @@
+// Link and address configuration through rtnetlink (libnl-route-3): no shelling out
+// to `ip`. Every call returns an error value with a message naming the device.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "crypto/address.hpp"
+#include "crypto/result.hpp"
+
+namespace meshd::dp {
+
+class Netlink {
+ public:
+  // A socket in the calling thread's current network namespace.
+  static Result<Netlink> open();
+  // A socket inside the named namespace (/run/netns/NAME), opened by entering it
+  // briefly on the calling thread. Error "netns.not_found" if there is no such netns.
+  static Result<Netlink> open_in_netns(const std::string& netns);
+  Netlink(Netlink&&) noexcept;
+  Netlink& operator=(Netlink&&) noexcept;
+  ~Netlink();
+
+  Result<int> ifindex(const std::string& ifname);
+  bool exists(const std::string& ifname);
+  Status create_bridge(const std::string& name);
+  // Creates a veth pair; `peer` is created directly in `peer_netns` (/run/netns/NAME)
+  // when given.
+  Status create_veth(const std::string& name, const std::string& peer,
+                     const std::optional<std::string>& peer_netns);
+  Status set_master(const std::string& ifname, const std::string& bridge);
+  Status set_up(const std::string& ifname);
+  Status set_mtu(const std::string& ifname, unsigned mtu);
+  Status set_mac(const std::string& ifname, const MacAddr& mac);
+  Result<MacAddr> get_mac(const std::string& ifname);
+  Status add_address(const std::string& ifname, const IpPrefix& prefix);
+  Status del_address(const std::string& ifname, const IpPrefix& prefix);
+  // Succeeds if the link is gone already.
+  Status delete_link(const std::string& ifname);
+
+ private:
+  struct Impl;
+  explicit Netlink(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace meshd::dp

@@ -1,0 +1,131 @@
+// MeshCore: membership, liveness and endpoint-mapping dissemination for one node.
+// Sans-I/O (quinn-proto style): messages and timer ticks in with `now_ms`, messages to
+// send, events and the next deadline out. Messages are addressed by NodeId; the agent
+// carries them inside encrypted sessions (crypto/tunnel.hpp), so `from` is always an
+// authenticated node.
+//
+// First version (issue 2): join through bootstrap peers, full member list on join,
+// node records gossiped to all, SWIM-style probing (direct + indirect) with suspicion
+// so a killed node is marked failed within 10 s, endpoint mappings signed by the
+// owner and pushed to nodes serving the same VNI, with periodic anti-entropy.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "crypto/address.hpp"
+#include "crypto/cert.hpp"
+#include "crypto/keys.hpp"
+#include "crypto/random.hpp"
+#include "mesh/storage.hpp"
+#include "mesh/types.hpp"
+
+namespace meshd::mesh {
+
+struct MeshConfig {
+  std::uint64_t probe_interval_ms = 1000;
+  std::uint64_t probe_timeout_ms = 500;
+  std::size_t indirect_probes = 2;
+  std::uint64_t suspicion_timeout_ms = 4000;  // suspect -> failed
+  std::uint64_t gossip_interval_ms = 200;
+  std::size_t gossip_fanout = 3;
+  std::uint64_t anti_entropy_interval_ms = 5000;
+  std::uint64_t join_retry_ms = 1000;
+  std::uint64_t failed_reap_ms = 24ull * 3600 * 1000;  // forget failed members after
+  std::size_t members_max = 4096;
+  std::size_t mappings_max = 65536;
+  std::size_t broadcast_queue_max = 1024;
+  std::size_t message_bytes_max = 60000;  // a control message never exceeds this
+};
+
+struct Contact {  // how to reach a node before its record is known (join tokens)
+  NodeId id{};
+  crypto::PublicKey dh_pub{};
+  std::vector<Locator> locators;
+};
+
+struct MeshTransmit {
+  NodeId to{};
+  Bytes payload;  // msgpack control message
+};
+
+struct MeshEvent {
+  enum class Kind {
+    member_up,        // new or back alive; `member` set
+    member_updated,   // record changed (locators, VNIs); `member` set
+    member_failed,    // `member` set
+    member_left,      // `member` set
+    mapping_upsert,   // learned/changed remote mapping; `mapping` set
+    mapping_removed,  // `mapping` set (tombstone)
+    join_accepted,    // a bootstrap peer accepted us
+    join_refused,     // `reason` says why ("token.used_up", "token.expired", ...)
+    node_refused,     // a node must not be served (token over-used); `node` set
+    mapping_conflict, // two owners claim (vni, mac); `mapping` is the loser
+  };
+  Kind kind{};
+  std::optional<MemberInfo> member;
+  std::optional<EndpointMapping> mapping;
+  NodeId node{};
+  std::string reason;
+};
+
+struct MeshCounters {
+  std::uint64_t rx_messages = 0, tx_messages = 0;
+  std::uint64_t drop_malformed = 0;     // codec errors
+  std::uint64_t drop_bad_signature = 0; // record or mapping signature / chain failure
+  std::uint64_t drop_scope = 0;         // mapping for a VNI the owner's cert does not allow
+  std::uint64_t drop_stale = 0;         // older version/seq than known
+  std::uint64_t drop_table_full = 0;
+  std::uint64_t probes_sent = 0, probe_failures = 0, suspicions = 0;
+};
+
+class MeshCore {
+ public:
+  // `self` must be signed by the caller (record.sign(node_key)) or left unsigned:
+  // MeshCore re-signs with node_key whenever it bumps the version.
+  MeshCore(MeshConfig cfg, crypto::SigningKey node_key, crypto::PublicKey root_pub,
+           NodeRecord self, crypto::Random& rng, Storage* storage, std::uint64_t now_ms);
+  ~MeshCore();
+  MeshCore(const MeshCore&) = delete;
+  MeshCore& operator=(const MeshCore&) = delete;
+
+  // Loads members, mappings and own incarnation from storage (restart without token).
+  void restore(std::uint64_t now_ms);
+  // Join through these contacts (token bootstrap peers or restored members).
+  void join(std::uint64_t now_ms, std::vector<Contact> contacts);
+  // Announce departure to everyone; after this the core only drains its queue.
+  void leave(std::uint64_t now_ms);
+
+  // A control message from an authenticated node, whose verified chain is `chain`.
+  void handle_message(std::uint64_t now_ms, const NodeId& from, const crypto::CertChain& chain,
+                      ByteSpan payload);
+  void handle_timeout(std::uint64_t now_ms);
+
+  // Local endpoints. Errors: "mesh.scope" (VNI not allowed by our cert), "mesh.full".
+  Status publish_endpoint(std::uint64_t now_ms, std::uint32_t vni, const MacAddr& mac,
+                          std::vector<IpAddr> ips);
+  Status withdraw_endpoint(std::uint64_t now_ms, std::uint32_t vni, const MacAddr& mac);
+  void set_locators(std::uint64_t now_ms, std::vector<Locator> locators);
+
+  std::optional<MeshTransmit> poll_transmit();
+  std::optional<MeshEvent> poll_event();
+  std::uint64_t poll_timeout() const;
+
+  // Queries (copies; control path only).
+  const NodeRecord& self() const;
+  std::vector<MemberInfo> members() const;  // excludes self
+  std::optional<MemberInfo> member(const NodeId& id) const;
+  std::vector<EndpointMapping> mappings() const;  // live (non-removed), local and remote
+  // How to reach a node (record's dh key + locators), if known.
+  std::optional<Contact> contact(const NodeId& id) const;
+  const MeshCounters& counters() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace meshd::mesh

@@ -1,0 +1,63 @@
+// Records the mesh distributes: node records (gossiped to all) and endpoint
+// mappings (signed by the owning node, learned by nodes serving the same VNI).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "crypto/address.hpp"
+#include "crypto/cert.hpp"
+#include "crypto/keys.hpp"
+
+namespace meshd::mesh {
+
+using crypto::NodeId;
+
+inline constexpr std::size_t kLocatorsMax = 8;
+inline constexpr std::size_t kVnisServedMax = 4096;
+inline constexpr std::size_t kEndpointIpsMax = 16;
+
+// A node's own description, signed by its node key. Newer `version` wins.
+struct NodeRecord {
+  crypto::CertChain chain;
+  std::vector<Locator> locators;
+  std::vector<std::uint32_t> vnis;  // VNIs with endpoints on this node (sorted)
+  std::uint64_t version = 0;        // bumped by the owner on every change
+  crypto::Signature sig{};
+
+  const NodeId& id() const { return chain.node_id(); }
+  Bytes signed_bytes() const;
+  void sign(const crypto::SigningKey& node_key);
+  bool verify_signature() const;
+};
+
+// (VNI, MAC) -> owner, with the endpoint's IPs. Signed by the owner; `seq` orders
+// changes (MAC mobility); `removed` is a tombstone that wins over lower seqs.
+struct EndpointMapping {
+  std::uint32_t vni = 0;
+  MacAddr mac{};
+  std::vector<IpAddr> ips;
+  NodeId owner{};
+  std::uint64_t seq = 0;
+  bool removed = false;
+  crypto::Signature sig{};
+
+  Bytes signed_bytes() const;
+  void sign(const crypto::SigningKey& owner_key);
+  bool verify_signature() const;  // against `owner`
+};
+
+enum class MemberState : std::uint8_t { alive, suspect, failed, left };
+const char* member_state_name(MemberState s);
+
+struct MemberInfo {
+  NodeRecord record;
+  MemberState state = MemberState::alive;
+  std::uint64_t incarnation = 0;
+  std::uint64_t state_since_ms = 0;
+  const NodeId& id() const { return record.id(); }
+};
+
+}  // namespace meshd::mesh
