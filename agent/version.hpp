@@ -1,0 +1,5 @@
+#pragma once
+
+namespace meshd::agent {
+const char* version();
+}
