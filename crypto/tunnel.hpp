@@ -33,6 +33,11 @@ struct LocalIdentity {
   PublicKey root_pub{};
 };
 
+// Largest plaintext send() accepts: a transport datagram must fit wire::kMaxDatagram.
+inline constexpr std::size_t kPlaintextMax =
+    wire::kMaxDatagram - wire::kTransportHeaderLen - wire::kTagLen;
+inline constexpr std::size_t kPeerLocatorsMax = 16;  // set_peer keeps the first ones
+
 struct TunnelConfig {
   // WireGuard's timer values (spec-like, but tunable here for tests).
   std::uint64_t rekey_after_time_ms = 120'000;
@@ -59,6 +64,10 @@ struct TunnelCounters {
   std::uint64_t drop_replay = 0;          // counter replayed or too old
   std::uint64_t drop_rate_limited = 0;
   std::uint64_t drop_queue_full = 0;
+  // Added with the implementation:
+  std::uint64_t drop_peers_full = 0;        // new peer beyond peers_max (set_peer or inbound)
+  std::uint64_t drop_outbox_full = 0;       // transmit/event queue full (agent not polling)
+  std::uint64_t drop_handshake_timeout = 0;  // queued packets dropped when a handshake gave up
 };
 
 struct PeerStats {

@@ -19,6 +19,7 @@ struct ForwarderCounters {
   std::uint64_t drop_src_not_owner = 0;  // inner source MAC not mapped to the sender
   std::uint64_t drop_vni_not_served = 0; // we have no device for the VNI
   std::uint64_t drop_no_route = 0;       // unknown unicast with no members to flood to
+  std::uint64_t drop_dst_local = 0;      // unicast to a local endpoint: the bridge switched it
 };
 
 struct TapDecision {
@@ -27,6 +28,12 @@ struct TapDecision {
   NodeId to{};                      // unicast
   const std::vector<NodeId>* flood = nullptr;  // flood: nodes to replicate to (in the snapshot)
   std::size_t reply_len = 0;        // reply_local: frame written into the reply buffer
+  // flood because the destination MAC is unknown: the agent may send a map-request.
+  bool mac_miss = false;
+  MacAddr miss_mac{};
+  // flood of an ARP request whose target IP is not in the FIB (family 0 = none): the
+  // agent may send a map-request for it.
+  IpAddr arp_miss_ip;
 };
 
 struct TunnelDecision {
@@ -40,7 +47,9 @@ class Forwarder {
   const FibPtr& fib() const { return fib_; }
 
   // A frame read from the TAP of `vni`. For reply_local, an ARP reply is written into
-  // `reply` (>= 64 bytes) and should be written back to the same TAP.
+  // `reply` (>= 64 bytes) and should be written back to the same TAP. `flood` points
+  // into the current snapshot: use it before the next publish(). No allocation, no
+  // exceptions; every drop is counted.
   TapDecision on_tap_frame(std::uint32_t vni, ByteSpan frame, std::span<std::uint8_t> reply);
 
   // A decrypted frame from `sender` (whose verified chain is `chain`) for `vni`.

@@ -21,6 +21,8 @@ struct EthView {
   MacAddr dst{};
   MacAddr src{};
   std::uint16_t ethertype = 0;  // after one 802.1Q tag, if any
+  bool vlan_tagged = false;     // one 802.1Q (or 802.1ad) tag was skipped
+  std::uint16_t vlan_tci = 0;   // that tag's PCP/DEI/VID
   ByteSpan payload;
   bool is_broadcast() const;
   bool is_multicast() const;  // includes broadcast

@@ -5,11 +5,23 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "crypto/address.hpp"
 #include "crypto/result.hpp"
 
 namespace meshd::dp {
+
+// What the kernel says about one link (for idempotent re-use and for tests).
+struct LinkInfo {
+  int ifindex = 0;
+  int master_ifindex = 0;  // 0 = not enslaved
+  int link_ifindex = 0;    // IFLA_LINK: a veth's peer, numbered in the peer's namespace
+  unsigned mtu = 0;
+  bool up = false;         // IFF_UP (administratively up)
+  MacAddr mac{};
+  std::string kind;        // "veth", "bridge", "tun"; empty if the kernel gave none
+};
 
 class Netlink {
  public:
@@ -17,6 +29,9 @@ class Netlink {
   static Result<Netlink> open();
   // A socket inside the named namespace (/run/netns/NAME), opened by entering it
   // briefly on the calling thread. Error "netns.not_found" if there is no such netns.
+  // Error codes of the other calls: "netlink.exists", "netlink.not_found",
+  // "netlink.perm", "netlink.busy", "netlink.failed"; the message names the device,
+  // the namespace (if not ours) and libnl's description.
   static Result<Netlink> open_in_netns(const std::string& netns);
   Netlink(Netlink&&) noexcept;
   Netlink& operator=(Netlink&&) noexcept;
@@ -38,6 +53,12 @@ class Netlink {
   Status del_address(const std::string& ifname, const IpPrefix& prefix);
   // Succeeds if the link is gone already.
   Status delete_link(const std::string& ifname);
+  // IPv4 promote_secondaries: deleting one address of a subnet keeps the others
+  // (otherwise the kernel removes every secondary with the primary).
+  Status set_promote_secondaries(const std::string& ifname, bool on);
+  // Added: link state and addresses, so callers can check before changing things.
+  Result<LinkInfo> link_info(const std::string& ifname);
+  Result<std::vector<IpPrefix>> addresses(const std::string& ifname);
 
  private:
   struct Impl;

@@ -39,6 +39,15 @@ struct MeshConfig {
   std::size_t mappings_max = 65536;
   std::size_t broadcast_queue_max = 1024;
   std::size_t message_bytes_max = 60000;  // a control message never exceeds this
+  // Added in issue 2 (tuning; defaults chosen so a crash is known by all within 10 s):
+  std::size_t retransmit_mult = 4;        // gossip sends per update = mult * ceil(log10(N+1))
+  std::uint64_t failed_probe_interval_ms = 5000;  // ping one failed member (notice restarts)
+  std::size_t gossip_bytes_max = 1300;    // piggyback budget per message (fits one packet)
+  std::uint64_t tombstone_keep_ms = 10ull * 60 * 1000;  // removed mappings kept to beat stale copies
+  std::size_t transmit_queue_max = 16384; // overflow: new message dropped, counted
+  std::size_t event_queue_max = 65536;    // overflow: new event dropped, counted
+  std::size_t indirect_pending_max = 256; // ping_req relays in flight; overflow: refused
+  std::size_t refused_max = 4096;         // refused node ids remembered; overflow: oldest forgotten
 };
 
 struct Contact {  // how to reach a node before its record is known (join tokens)
@@ -80,6 +89,13 @@ struct MeshCounters {
   std::uint64_t drop_stale = 0;         // older version/seq than known
   std::uint64_t drop_table_full = 0;
   std::uint64_t probes_sent = 0, probe_failures = 0, suspicions = 0;
+  // Added in issue 2:
+  std::uint64_t drop_unserved = 0;       // mapping for a VNI this node does not serve
+  std::uint64_t drop_unknown_owner = 0;  // mapping whose owner is not a live member
+  std::uint64_t drop_refused = 0;        // message from a refused node
+  std::uint64_t drop_queue_full = 0;     // transmit/event/broadcast/relay queue overflow
+  std::uint64_t refutations = 0;         // we were suspected and bumped our incarnation
+  std::uint64_t joins_refused = 0;       // join requests we refused
 };
 
 class MeshCore {
@@ -112,7 +128,9 @@ class MeshCore {
 
   std::optional<MeshTransmit> poll_transmit();
   std::optional<MeshEvent> poll_event();
+  // Next deadline for handle_timeout(); kNoDeadline after leave().
   std::uint64_t poll_timeout() const;
+  static constexpr std::uint64_t kNoDeadline = ~std::uint64_t{0};
 
   // Queries (copies; control path only).
   const NodeRecord& self() const;

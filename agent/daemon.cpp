@@ -1,0 +1,293 @@
+#include "agent/daemon.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <csignal>
+#include <cstdio>
+
+#include "agent/identity.hpp"
+#include "agent/locators.hpp"
+
+namespace meshd::agent {
+
+namespace {
+
+void fail_line(const std::string& msg) { std::fprintf(stderr, "meshd: %s\n", msg.c_str()); }
+
+template <typename F>
+void start_timer(uv_timer_t* t, std::uint64_t delay_ms) {
+  uv_timer_start(t, [](uv_timer_t* h) { F::fire(static_cast<Daemon*>(h->data)); }, delay_ms, 0);
+}
+
+// Clears what a failed or abandoned join wrote, so the directory is "not enrolled".
+void clear_mesh_tables(Store& s) {
+  for (const char* t : {"members", "mappings", "meta", "contacts", "attachments"}) s.clear(t);
+}
+
+}  // namespace
+
+int Daemon::run(DaemonOptions opt) {
+  std::signal(SIGPIPE, SIG_IGN);
+  Daemon d(std::move(opt));
+  const int rc = d.start();
+  if (rc != 0) {
+    d.stop(rc);
+    uv_run(&d.loop_, UV_RUN_DEFAULT);
+    return rc;
+  }
+  uv_run(&d.loop_, UV_RUN_DEFAULT);
+  return d.exit_code_;
+}
+
+Daemon::Daemon(DaemonOptions opt) : opt_(std::move(opt)) {
+  uv_loop_init(&loop_);
+  loop_ready_ = true;
+  rx_storage_.resize(kUdpRxBatch * wire::kMaxDatagram);
+  for (std::size_t i = 0; i < kUdpRxBatch; ++i) {
+    rx_bufs_[i] = std::span<std::uint8_t>(rx_storage_.data() + i * wire::kMaxDatagram, wire::kMaxDatagram);
+  }
+  tap_buf_.resize(kPacketBufLen);
+  flood_buf_.resize(kPacketBufLen);
+  reply_buf_.resize(2048);
+}
+
+Daemon::~Daemon() {
+  // Close callbacks may still be pending; run them before closing the loop.
+  uv_run(&loop_, UV_RUN_NOWAIT);
+  control_.reset();
+  if (loop_ready_) uv_loop_close(&loop_);
+}
+
+int Daemon::start() {
+  const std::string& dir = opt_.state_dir;
+  if (agent_running(dir)) {
+    fail_line("an agent is already running for " + dir);
+    return 1;
+  }
+  auto store = Store::open(dir);
+  if (!store) {
+    fail_line(store.error().message);
+    return 1;
+  }
+  store_ = std::move(store.value());
+
+  if (opt_.joining_identity) {
+    id_ = *opt_.joining_identity;
+    joining_ = true;
+    clear_mesh_tables(*store_);
+  } else {
+    const NodeState st = store_->node_state();
+    if (st == NodeState::left) {
+      fail_line("this node left the mesh; join again with a new token");
+      return 2;
+    }
+    auto id = store_->load_identity();
+    if (st != NodeState::enrolled || !id) {
+      fail_line(dir + " holds no enrolled node (create a mesh with 'meshd init' or join one with 'meshd join')");
+      return 2;
+    }
+    id_ = std::move(*id);
+  }
+
+  auto listen = Locator::parse(id_.listen);
+  listen_ = listen ? *listen : *Locator::parse(kDefaultListen);
+  locators_ = advertised_locators(listen_);
+  if (locators_.empty()) spdlog::warn("no usable underlay address found; other nodes cannot reach this one");
+  if (auto s = udp_.open(listen_); !s) {
+    fail_line(s.error().message);
+    return 1;
+  }
+
+  const std::uint64_t now = now_ms();
+  started_ms_ = now;
+  tunnel_ = std::make_unique<crypto::TunnelManager>(local_identity(id_), crypto::TunnelConfig{}, rng_);
+  const auto node_key = crypto::SigningKey::from_seed(id_.node_seed);
+  mesh::NodeRecord self;
+  self.chain = id_.chain;
+  self.locators = locators_;
+  std::vector<dp::Attachment> stored = joining_ ? std::vector<dp::Attachment>{} : store_->attachments();
+  for (const auto& a : stored) self.vnis.push_back(a.vni);
+  std::sort(self.vnis.begin(), self.vnis.end());
+  self.vnis.erase(std::unique(self.vnis.begin(), self.vnis.end()), self.vnis.end());
+  // Wall-clock based so a restarted node's record always supersedes the old one.
+  self.version = now;
+  self.sign(node_key);
+  mesh_ = std::make_unique<mesh::MeshCore>(mesh::MeshConfig{}, node_key, id_.root_pub, std::move(self),
+                                           rng_, store_.get(), now);
+  devices_ = std::make_unique<dp::VniDevices>(static_cast<unsigned>(wire::kDefaultTenantMtu));
+
+  control_ = std::make_unique<ControlServer>(
+      &loop_, [this](const ControlRequest& r, ControlServer::Respond respond) { on_control(r, std::move(respond)); });
+  if (auto s = control_->listen(control_socket_path(dir)); !s) {
+    fail_line(s.error().message);
+    return 1;
+  }
+
+  // From here on nothing fails: open every handle at once so stop() closes them all.
+  uv_poll_init(&loop_, &udp_poll_, udp_.fd());
+  udp_poll_.data = this;
+  uv_poll_start(&udp_poll_, UV_READABLE, [](uv_poll_t* h, int status, int) {
+    if (status == 0) static_cast<Daemon*>(h->data)->on_udp_readable();
+  });
+  for (uv_timer_t* t : {&tunnel_timer_, &mesh_timer_, &join_timer_, &leave_timer_}) {
+    uv_timer_init(&loop_, t);
+    t->data = this;
+  }
+  for (uv_signal_t* s : {&sigint_, &sigterm_}) {
+    uv_signal_init(&loop_, s);
+    s->data = this;
+  }
+  const auto on_signal = [](uv_signal_t* h, int signum) {
+    auto* d = static_cast<Daemon*>(h->data);
+    spdlog::info("{}: stopping (devices and state kept)", signum == SIGINT ? "SIGINT" : "SIGTERM");
+    d->stop(0);
+  };
+  uv_signal_start(&sigint_, on_signal, SIGINT);
+  uv_signal_start(&sigterm_, on_signal, SIGTERM);
+  handles_open_ = true;
+
+  if (!joining_) store_->save_locators(locators_);
+  spdlog::info("node {} ({}) in mesh {} listening on {}", id_.name, crypto::node_id_short(id_.chain.node_id()),
+               crypto::mesh_id(id_.root_pub), listen_.str());
+
+  if (joining_) {
+    std::vector<mesh::Contact> contacts;
+    for (const auto& b : opt_.token->bootstrap) {
+      if (b.node_id == id_.chain.node_id()) continue;
+      mesh::Contact c{b.node_id, b.dh_pub, b.locators};
+      bootstrap_.emplace(b.node_id, c);
+      set_tunnel_peer(c.id, c.dh_pub, c.locators);
+      contacts.push_back(std::move(c));
+    }
+    spdlog::info("joining mesh {} through {} bootstrap peer(s)", opt_.token->mesh_id(), contacts.size());
+    mesh_->join(now, std::move(contacts));
+    struct JoinTimeout {
+      static void fire(Daemon* d) { d->on_join_timeout(); }
+    };
+    start_timer<JoinTimeout>(&join_timer_, kJoinTimeout_ms);
+  } else {
+    mesh_->restore(now);
+    auto contacts = restored_contacts();
+    for (const auto& c : contacts) set_tunnel_peer(c.id, c.dh_pub, c.locators);
+    if (!contacts.empty()) {
+      spdlog::info("rejoining through {} known member(s)", contacts.size());
+      mesh_->join(now, std::move(contacts));
+    }
+    reattach_stored();
+  }
+  rebuild_fib();
+  pump(now_ms());
+  return 0;
+}
+
+void Daemon::stop(int exit_code) {
+  if (stopping_) return;
+  stopping_ = true;
+  exit_code_ = exit_code;
+  if (control_) control_->close();
+  if (!handles_open_) return;
+  std::vector<std::uint32_t> vnis;
+  for (auto& [vni, _] : tap_watches_) vnis.push_back(vni);
+  for (auto vni : vnis) unwatch_tap(vni);
+  uv_close(reinterpret_cast<uv_handle_t*>(&udp_poll_), nullptr);
+  for (uv_timer_t* t : {&tunnel_timer_, &mesh_timer_, &join_timer_, &leave_timer_}) {
+    uv_close(reinterpret_cast<uv_handle_t*>(t), nullptr);
+  }
+  for (uv_signal_t* s : {&sigint_, &sigterm_}) uv_close(reinterpret_cast<uv_handle_t*>(s), nullptr);
+}
+
+void Daemon::arm_timer(uv_timer_t* t, std::uint64_t deadline_ms, std::uint64_t now) {
+  if (stopping_) return;
+  if (deadline_ms == UINT64_MAX) {
+    uv_timer_stop(t);
+    return;
+  }
+  const std::uint64_t delay = deadline_ms > now ? deadline_ms - now : 0;
+  uv_timer_cb cb = t == &tunnel_timer_
+                       ? static_cast<uv_timer_cb>([](uv_timer_t* h) {
+                           auto* d = static_cast<Daemon*>(h->data);
+                           const auto n = d->now_ms();
+                           d->tunnel_->handle_timeout(n);
+                           d->pump(n);
+                         })
+                       : static_cast<uv_timer_cb>([](uv_timer_t* h) {
+                           auto* d = static_cast<Daemon*>(h->data);
+                           const auto n = d->now_ms();
+                           d->mesh_->handle_timeout(n);
+                           d->pump(n);
+                         });
+  uv_timer_start(t, cb, delay, 0);
+}
+
+void Daemon::rearm_timers(std::uint64_t now) {
+  arm_timer(&tunnel_timer_, tunnel_->poll_timeout(), now);
+  arm_timer(&mesh_timer_, mesh_->poll_timeout(), now);
+}
+
+void Daemon::on_join_accepted() {
+  if (!joining_) return;
+  joining_ = false;
+  uv_timer_stop(&join_timer_);
+  store_->save_identity(id_);
+  store_->save_locators(locators_);
+  store_->set_node_state(NodeState::enrolled);
+  spdlog::info("joined mesh {} as {} ({})", crypto::mesh_id(id_.root_pub), id_.name,
+               crypto::node_id_short(id_.chain.node_id()));
+}
+
+void Daemon::on_join_refused(const std::string& reason) {
+  if (!joining_) {
+    spdlog::warn("a member refused this node: {}", reason);
+    return;
+  }
+  fail_line("join refused: " + reason);
+  clear_mesh_tables(*store_);
+  stop(2);
+}
+
+void Daemon::on_join_timeout() {
+  if (!joining_) return;
+  std::string tried;
+  for (const auto& [id, c] : bootstrap_) {
+    for (const auto& l : c.locators) tried += (tried.empty() ? "" : ", ") + l.str();
+  }
+  fail_line("no bootstrap peer answered within " + std::to_string(kJoinTimeout_ms / 1000) +
+            " s (tried " + (tried.empty() ? "none" : tried) +
+            "); check that this host can reach them over UDP");
+  clear_mesh_tables(*store_);
+  stop(1);
+}
+
+void Daemon::begin_leave(ControlServer::Respond respond) {
+  if (leaving_) {
+    respond(error_response(1, "this node is already leaving"));
+    return;
+  }
+  leaving_ = true;
+  leave_respond_ = std::move(respond);
+  spdlog::info("leaving the mesh");
+  const auto now = now_ms();
+  mesh_->leave(now);
+  pump(now);
+  // Give the departure notice a moment to go out (and sessions to form if needed).
+  struct LeaveDone {
+    static void fire(Daemon* d) { d->finish_leave(); }
+  };
+  start_timer<LeaveDone>(&leave_timer_, kLeaveDrain_ms);
+}
+
+void Daemon::finish_leave() {
+  std::vector<std::uint32_t> vnis;
+  for (auto& [vni, _] : tap_watches_) vnis.push_back(vni);
+  for (auto vni : vnis) unwatch_tap(vni);
+  auto st = devices_->teardown(attachments_);
+  if (!st) spdlog::error("removing devices: {}", st.error().message);
+  store_->clear("attachments");
+  attachments_.clear();
+  store_->set_node_state(NodeState::left);
+  spdlog::info("left the mesh; devices removed");
+  if (leave_respond_) leave_respond_(ok_response());
+  stop(0);
+}
+
+}  // namespace meshd::agent

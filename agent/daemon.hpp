@@ -1,0 +1,172 @@
+// The running agent: the sans-I/O cores (TunnelManager, MeshCore, Forwarder) wired to
+// libuv, the UDP socket, the per-VNI TAPs, the control socket and the store.
+//
+// Split by concern: daemon.cpp (start, stop, join, leave, timers, signals),
+// tunnel_wiring.cpp (UDP in/out, tunnel events), mesh_wiring.cpp (mesh messages and
+// events, peers, FIB), data_path.cpp (TAP frames), control_handlers.cpp (requests),
+// metrics.cpp (counters).
+#pragma once
+
+#include <uv.h>
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "agent/clock.hpp"
+#include "agent/control.hpp"
+#include "agent/os_random.hpp"
+#include "agent/store.hpp"
+#include "agent/udp_socket.hpp"
+#include "crypto/token.hpp"
+#include "crypto/tunnel.hpp"
+#include "dataplane/forwarder.hpp"
+#include "dataplane/vni_devices.hpp"
+#include "mesh/mesh_core.hpp"
+
+namespace meshd::agent {
+
+inline constexpr std::uint64_t kJoinTimeout_ms = 30'000;
+inline constexpr std::uint64_t kLeaveDrain_ms = 1'000;
+inline constexpr std::size_t kTapBurstMax = 64;      // frames per TAP wakeup
+inline constexpr std::size_t kUdpRoundsMax = 8;      // recvmmsg batches per wakeup
+inline constexpr std::size_t kPumpRoundsMax = 32;    // event/transmit drain rounds per input
+// A data buffer: transport header headroom, inner header, frame, tag.
+inline constexpr std::size_t kFrameMax = 65535;
+inline constexpr std::size_t kPacketBufLen =
+    wire::kTransportHeaderLen + wire::kInnerHeaderLen + kFrameMax + wire::kTagLen;
+
+struct DaemonOptions {
+  std::string state_dir;
+  // Join mode: the enrollment not yet persisted and the token that admits it.
+  std::optional<StoredIdentity> joining_identity;
+  std::optional<crypto::Token> token;
+};
+
+struct AgentCounters {
+  std::uint64_t udp_rx_datagrams = 0;
+  std::uint64_t tap_rx_frames = 0, tap_tx_frames = 0, tap_write_errors = 0;
+  std::uint64_t drop_inner_header = 0;    // plaintext shorter than the inner header
+  std::uint64_t drop_no_chain = 0;        // data/control from a peer without a verified chain
+  std::uint64_t drop_no_session = 0;      // tunnel refused a frame (unknown peer)
+  std::uint64_t mesh_tx_no_peer = 0;      // mesh message to a node we cannot reach
+};
+
+class Daemon {
+ public:
+  // Runs in the foreground until stopped; returns the process exit code.
+  static int run(DaemonOptions opt);
+
+  ~Daemon();
+  Daemon(const Daemon&) = delete;
+  Daemon& operator=(const Daemon&) = delete;
+
+ private:
+  explicit Daemon(DaemonOptions opt);
+  int start();  // 0 = running; otherwise an exit code (message already printed)
+  void stop(int exit_code);
+
+  // daemon.cpp
+  void arm_timer(uv_timer_t* t, std::uint64_t deadline_ms, std::uint64_t now_ms);
+  void rearm_timers(std::uint64_t now_ms);
+  void on_join_accepted();
+  void on_join_refused(const std::string& reason);
+  void on_join_timeout();
+  void begin_leave(ControlServer::Respond respond);
+  void finish_leave();
+  std::uint64_t now_ms() const { return clock_.now_ms(); }
+
+  // tunnel_wiring.cpp
+  void on_udp_readable();
+  void on_datagram(std::uint64_t now_ms, const Locator& from, std::span<std::uint8_t> datagram);
+  void on_plaintext(std::uint64_t now_ms, const crypto::NodeId& peer, std::span<std::uint8_t> plain);
+  void flush_tunnel_transmits();
+  bool drain_tunnel_events(std::uint64_t now_ms);
+  const crypto::CertChain* chain_for(const crypto::NodeId& peer);
+  // Inputs done: drain both cores until quiet, publish the FIB if it changed, re-arm.
+  void pump(std::uint64_t now_ms);
+
+  // mesh_wiring.cpp
+  bool drain_mesh(std::uint64_t now_ms);
+  void on_mesh_event(std::uint64_t now_ms, mesh::MeshEvent& ev);
+  void ensure_peer(const crypto::NodeId& id);
+  void set_tunnel_peer(const crypto::NodeId& id, const crypto::PublicKey& dh_pub,
+                       const std::vector<Locator>& locators);
+  void remember_contact(const mesh::MemberInfo& m, bool alive);
+  void rebuild_fib();
+  std::vector<mesh::Contact> restored_contacts() const;
+
+  // data_path.cpp
+  void watch_tap(std::uint32_t vni);
+  void unwatch_tap(std::uint32_t vni);
+  void on_tap_readable(std::uint32_t vni);
+  // Seals `len` frame bytes at buf[kTransportHeaderLen + kInnerHeaderLen] for `to`.
+  void send_frame(std::uint64_t now_ms, const crypto::NodeId& to, std::uint32_t vni,
+                  std::span<std::uint8_t> buf, std::size_t len);
+
+  // control_handlers.cpp
+  void on_control(const ControlRequest& req, ControlServer::Respond respond);
+  nlohmann::json handle_attach(const ControlRequest& req);
+  nlohmann::json handle_detach(const ControlRequest& req);
+  nlohmann::json status_json() const;
+  nlohmann::json peers_json() const;
+  nlohmann::json endpoints_json() const;
+  void reattach_stored();
+  Status attach_one(dp::Attachment a, bool persist, dp::Attachment* out);
+
+  // metrics.cpp
+  nlohmann::json counters_json() const;
+
+  DaemonOptions opt_;
+  uv_loop_t loop_{};
+  bool loop_ready_ = false;
+  Clock clock_;
+  OsRandom rng_;
+  std::unique_ptr<Store> store_;
+  StoredIdentity id_;
+  Locator listen_;
+  std::vector<Locator> locators_;
+  std::unique_ptr<crypto::TunnelManager> tunnel_;
+  std::unique_ptr<mesh::MeshCore> mesh_;
+  std::unique_ptr<dp::VniDevices> devices_;
+  dp::Forwarder forwarder_;
+  UdpSocket udp_;
+  std::unique_ptr<ControlServer> control_;
+
+  uv_poll_t udp_poll_{};
+  uv_timer_t tunnel_timer_{}, mesh_timer_{}, join_timer_{}, leave_timer_{};
+  uv_signal_t sigint_{}, sigterm_{};
+  bool handles_open_ = false;
+  struct TapWatch;
+  std::map<std::uint32_t, TapWatch*> tap_watches_;
+
+  std::vector<dp::Attachment> attachments_;
+  std::unordered_map<crypto::NodeId, crypto::CertChain, crypto::NodeIdHash> chains_;
+  std::unordered_map<crypto::NodeId, std::vector<Locator>, crypto::NodeIdHash> tunnel_peers_;
+  std::unordered_map<crypto::NodeId, mesh::Contact, crypto::NodeIdHash> bootstrap_;
+  std::set<crypto::NodeId> rejected_bootstrap_;
+
+  bool joining_ = false;
+  bool leaving_ = false;
+  bool stopping_ = false;
+  bool fib_dirty_ = false;
+  int exit_code_ = 0;
+  std::uint64_t started_ms_ = 0;
+  ControlServer::Respond leave_respond_;
+  AgentCounters counters_;
+
+  // Preallocated packet buffers (data path never allocates per packet).
+  std::vector<std::uint8_t> rx_storage_;            // kUdpRxBatch datagrams
+  std::array<std::span<std::uint8_t>, kUdpRxBatch> rx_bufs_{};
+  std::vector<std::uint8_t> tap_buf_, flood_buf_, reply_buf_, ctl_buf_;
+};
+
+}  // namespace meshd::agent

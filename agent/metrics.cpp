@@ -1,0 +1,67 @@
+// Counters of every subsystem under one flat namespace, for `status --json`.
+#include "agent/daemon.hpp"
+
+namespace meshd::agent {
+
+nlohmann::json Daemon::counters_json() const {
+  nlohmann::json c = nlohmann::json::object();
+  const auto& t = tunnel_->counters();
+  c["tunnel_rx_datagrams"] = t.rx_datagrams;
+  c["tunnel_tx_datagrams"] = t.tx_datagrams;
+  c["tunnel_rx_bytes"] = t.rx_bytes;
+  c["tunnel_tx_bytes"] = t.tx_bytes;
+  c["tunnel_handshakes_completed"] = t.handshakes_completed;
+  c["tunnel_drop_malformed"] = t.drop_malformed;
+  c["tunnel_drop_bad_mac"] = t.drop_bad_mac;
+  c["tunnel_drop_handshake_failed"] = t.drop_handshake_failed;
+  c["tunnel_drop_bad_cert"] = t.drop_bad_cert;
+  c["tunnel_drop_unknown_index"] = t.drop_unknown_index;
+  c["tunnel_drop_decrypt"] = t.drop_decrypt;
+  c["tunnel_drop_replay"] = t.drop_replay;
+  c["tunnel_drop_rate_limited"] = t.drop_rate_limited;
+  c["tunnel_drop_queue_full"] = t.drop_queue_full;
+
+  const auto& m = mesh_->counters();
+  c["mesh_rx_messages"] = m.rx_messages;
+  c["mesh_tx_messages"] = m.tx_messages;
+  c["mesh_drop_malformed"] = m.drop_malformed;
+  c["mesh_drop_bad_signature"] = m.drop_bad_signature;
+  c["mesh_drop_scope"] = m.drop_scope;
+  c["mesh_drop_stale"] = m.drop_stale;
+  c["mesh_drop_table_full"] = m.drop_table_full;
+  c["mesh_probes_sent"] = m.probes_sent;
+  c["mesh_probe_failures"] = m.probe_failures;
+  c["mesh_suspicions"] = m.suspicions;
+
+  const auto& f = forwarder_.counters();
+  c["fwd_tx_unicast"] = f.tx_unicast;
+  c["fwd_tx_flood"] = f.tx_flood;
+  c["fwd_arp_proxied"] = f.arp_proxied;
+  c["fwd_rx_delivered"] = f.rx_delivered;
+  c["fwd_drop_malformed"] = f.drop_malformed;
+  c["fwd_drop_src_not_local"] = f.drop_src_not_local;
+  c["fwd_drop_vni_not_allowed"] = f.drop_vni_not_allowed;
+  c["fwd_drop_src_not_owner"] = f.drop_src_not_owner;
+  c["fwd_drop_vni_not_served"] = f.drop_vni_not_served;
+  c["fwd_drop_no_route"] = f.drop_no_route;
+
+  c["udp_rx_datagrams"] = counters_.udp_rx_datagrams;
+  c["udp_rx_truncated"] = udp_.rx_truncated();
+  c["udp_rx_errors"] = udp_.rx_errors();
+  c["udp_tx_errors"] = udp_.tx_errors();
+  c["tap_rx_frames"] = counters_.tap_rx_frames;
+  c["tap_tx_frames"] = counters_.tap_tx_frames;
+  c["tap_write_errors"] = counters_.tap_write_errors;
+  c["drop_inner_header"] = counters_.drop_inner_header;
+  c["drop_no_chain"] = counters_.drop_no_chain;
+  c["drop_no_session"] = counters_.drop_no_session;
+  c["mesh_tx_no_peer"] = counters_.mesh_tx_no_peer;
+
+  c["control_requests"] = control_ ? control_->requests() : 0;
+  c["control_bad_request"] = control_ ? control_->bad_requests() : 0;
+  c["control_rejected_clients"] = control_ ? control_->rejected_clients() : 0;
+  c["store_write_errors"] = store_ ? store_->write_errors() : 0;
+  return c;
+}
+
+}  // namespace meshd::agent

@@ -1,0 +1,140 @@
+#include "agent/udp_socket.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "agent/locators.hpp"
+
+namespace meshd::agent {
+
+namespace {
+
+socklen_t to_sockaddr(const Locator& l, int family, sockaddr_storage& ss) {
+  std::memset(&ss, 0, sizeof ss);
+  if (family == AF_INET) {
+    auto* sin = reinterpret_cast<sockaddr_in*>(&ss);
+    sin->sin_family = AF_INET;
+    sin->sin_port = htons(l.port);
+    std::memcpy(&sin->sin_addr, l.ip.bytes.data(), 4);
+    return sizeof(sockaddr_in);
+  }
+  auto* sin6 = reinterpret_cast<sockaddr_in6*>(&ss);
+  sin6->sin6_family = AF_INET6;
+  sin6->sin6_port = htons(l.port);
+  if (l.ip.is_v4()) {  // v4-mapped on a dual-stack socket
+    sin6->sin6_addr.s6_addr[10] = 0xff;
+    sin6->sin6_addr.s6_addr[11] = 0xff;
+    std::memcpy(&sin6->sin6_addr.s6_addr[12], l.ip.bytes.data(), 4);
+  } else {
+    std::memcpy(&sin6->sin6_addr, l.ip.bytes.data(), 16);
+  }
+  return sizeof(sockaddr_in6);
+}
+
+Locator from_sockaddr(const sockaddr_storage& ss) {
+  Locator l;
+  if (ss.ss_family == AF_INET) {
+    const auto* sin = reinterpret_cast<const sockaddr_in*>(&ss);
+    l.ip.family = 4;
+    std::memcpy(l.ip.bytes.data(), &sin->sin_addr, 4);
+    l.port = ntohs(sin->sin_port);
+  } else if (ss.ss_family == AF_INET6) {
+    const auto* sin6 = reinterpret_cast<const sockaddr_in6*>(&ss);
+    l.port = ntohs(sin6->sin6_port);
+    if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr)) {
+      l.ip.family = 4;
+      std::memcpy(l.ip.bytes.data(), &sin6->sin6_addr.s6_addr[12], 4);
+    } else {
+      l.ip.family = 6;
+      std::memcpy(l.ip.bytes.data(), &sin6->sin6_addr, 16);
+    }
+  }
+  return l;
+}
+
+}  // namespace
+
+UdpSocket::~UdpSocket() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+Status UdpSocket::open(const Locator& listen) {
+  family_ = listen.ip.is_v4() ? AF_INET : AF_INET6;
+  fd_ = ::socket(family_, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd_ < 0) return make_error("udp.bind", std::string("cannot create UDP socket: ") + std::strerror(errno));
+  if (family_ == AF_INET6) {
+    const int v6only = is_wildcard(listen.ip) ? 0 : 1;
+    setsockopt(fd_, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only);
+  }
+  // Best effort: larger buffers absorb bursts between loop iterations.
+  int sz = kUdpSocketBufferBytes;
+  setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &sz, sizeof sz);
+  setsockopt(fd_, SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
+  sockaddr_storage ss{};
+  const socklen_t len = to_sockaddr(listen, family_, ss);
+  if (::bind(fd_, reinterpret_cast<sockaddr*>(&ss), len) != 0) {
+    const int e = errno;
+    ::close(fd_);
+    fd_ = -1;
+    std::string hint = e == EADDRINUSE ? " (another process uses this port; pick one with --listen)"
+                       : e == EADDRNOTAVAIL ? " (the address is not on this host)"
+                                            : "";
+    return make_error("udp.bind", "cannot listen on " + listen.str() + ": " + std::strerror(e) + hint);
+  }
+  return ok_status();
+}
+
+std::size_t UdpSocket::recv_batch(std::span<std::span<std::uint8_t>> bufs, std::span<Datagram> out) {
+  const std::size_t n = std::min({bufs.size(), out.size(), kUdpRxBatch});
+  std::array<mmsghdr, kUdpRxBatch> msgs{};
+  std::array<iovec, kUdpRxBatch> iov{};
+  std::array<sockaddr_storage, kUdpRxBatch> addrs{};
+  for (std::size_t i = 0; i < n; ++i) {
+    iov[i] = iovec{bufs[i].data(), bufs[i].size()};
+    msgs[i].msg_hdr.msg_iov = &iov[i];
+    msgs[i].msg_hdr.msg_iovlen = 1;
+    msgs[i].msg_hdr.msg_name = &addrs[i];
+    msgs[i].msg_hdr.msg_namelen = sizeof addrs[i];
+  }
+  const int got = ::recvmmsg(fd_, msgs.data(), static_cast<unsigned>(n), MSG_DONTWAIT, nullptr);
+  if (got <= 0) {
+    if (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) ++rx_errors_;
+    return 0;
+  }
+  std::size_t kept = 0;
+  for (int i = 0; i < got; ++i) {
+    if (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) {
+      ++rx_truncated_;
+      continue;
+    }
+    // Keep buffers and results aligned: move the datagram's buffer slot if needed.
+    if (kept != static_cast<std::size_t>(i)) {
+      std::memcpy(bufs[kept].data(), bufs[i].data(), msgs[i].msg_len);
+    }
+    out[kept].from = from_sockaddr(addrs[i]);
+    out[kept].len = msgs[i].msg_len;
+    ++kept;
+  }
+  return kept;
+}
+
+bool UdpSocket::send_to(const Locator& to, std::span<const std::uint8_t> datagram) {
+  if (family_ == AF_INET && !to.ip.is_v4()) {
+    ++tx_errors_;  // an IPv4 socket cannot reach an IPv6 locator
+    return false;
+  }
+  sockaddr_storage ss{};
+  const socklen_t len = to_sockaddr(to, family_, ss);
+  const ssize_t n = ::sendto(fd_, datagram.data(), datagram.size(), MSG_DONTWAIT,
+                             reinterpret_cast<const sockaddr*>(&ss), len);
+  if (n < 0) {
+    ++tx_errors_;
+    return false;
+  }
+  return true;
+}
+
+}  // namespace meshd::agent

@@ -1,0 +1,182 @@
+// MeshCore internals, shared by the files that implement one concern each:
+//   mesh_core.cpp   public API, dispatch, timers, queues
+//   membership.cpp  member table, SWIM state rules and incarnations, join/admission,
+//                   token over-use, leave, reaping
+//   probe.cpp       failure detection: direct + indirect probes, suspicion, gossip tick
+//   mapping_store.cpp  endpoint mappings: publish/withdraw, apply, anti-entropy
+//   persist.cpp     storage load/save
+// Not a public header: only mesh/*.cpp include it.
+#pragma once
+
+#include <deque>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "mesh/broadcast_queue.hpp"
+#include "mesh/codec.hpp"
+#include "mesh/mesh_core.hpp"
+#include "mesh/messages.hpp"
+
+namespace meshd::mesh {
+
+struct MapKey {
+  std::uint32_t vni = 0;
+  MacAddr mac{};
+  auto operator<=>(const MapKey&) const = default;
+};
+
+struct MeshCore::Impl {
+  struct Member {
+    MemberInfo info;
+    std::uint64_t suspect_deadline_ms = 0;  // valid while suspect
+  };
+  struct MappingEntry {
+    EndpointMapping m;
+    std::uint64_t updated_ms = 0;
+  };
+  struct Probe {
+    bool active = false;
+    bool acked = false;
+    bool indirect_sent = false;
+    NodeId target{};
+    std::uint64_t seq = 0;
+    std::uint64_t sent_ms = 0;
+  };
+  struct Relay {  // we forward a ping on behalf of `origin` (ping_req)
+    NodeId origin{};
+    std::uint64_t origin_seq = 0;
+    std::uint64_t deadline_ms = 0;
+  };
+
+  Impl(MeshConfig cfg, crypto::SigningKey key, crypto::PublicKey root, NodeRecord self,
+       crypto::Random& rng, Storage* storage, std::uint64_t now_ms);
+
+  // ---- configuration and identity
+  MeshConfig cfg_;
+  codec::Limits limits_;
+  crypto::SigningKey key_;
+  crypto::PublicKey root_pub_;
+  NodeRecord self_;
+  crypto::Random& rng_;
+  Storage* storage_;
+  std::uint64_t incarnation_ = 0;
+  bool left_ = false;
+
+  // ---- tables (ordered maps: iteration order is deterministic, so runs replay)
+  std::map<NodeId, Member> members_;          // bound: cfg_.members_max
+  std::deque<NodeId> refused_order_;          // bound: cfg_.refused_max
+  std::set<NodeId> refused_;
+  std::map<MapKey, MappingEntry> mappings_;   // bound: cfg_.mappings_max
+  std::map<MapKey, std::uint64_t> own_seqs_;  // bound: cfg_.mappings_max
+  bool self_refused_reported_ = false;
+
+  // ---- queues
+  BroadcastQueue broadcasts_;
+  std::deque<MeshTransmit> tx_;     // bound: cfg_.transmit_queue_max
+  std::deque<MeshEvent> events_;    // bound: cfg_.event_queue_max
+  MeshCounters counters_;
+
+  // ---- joining
+  std::vector<Contact> contacts_;   // bound: kContactsMax
+  bool joining_ = false;
+  bool join_reported_ = false;
+  std::uint64_t next_join_ms_ = 0;
+
+  // ---- probing and timers
+  std::vector<NodeId> probe_order_;
+  std::size_t probe_index_ = 0;
+  Probe probe_;
+  std::uint64_t next_seq_ = 1;
+  std::map<std::uint64_t, Relay> relays_;  // bound: cfg_.indirect_pending_max
+  std::uint64_t next_probe_ms_ = 0;
+  std::uint64_t next_gossip_ms_ = 0;
+  std::uint64_t next_anti_entropy_ms_ = 0;
+  std::uint64_t next_failed_probe_ms_ = 0;
+
+  // ---- mesh_core.cpp
+  void send(const NodeId& to, Bytes payload);
+  void emit(MeshEvent ev);
+  void handle_message(std::uint64_t now, const NodeId& from, ByteSpan payload);
+  void handle_timeout(std::uint64_t now);
+  std::uint64_t poll_timeout() const;
+  MemberInfo self_info(std::uint64_t now) const;
+  bool serves(std::uint32_t vni) const;
+  static bool record_serves(const NodeRecord& r, std::uint32_t vni);
+  std::vector<NodeId> live_members() const;  // alive or suspect
+  std::size_t transmit_limit() const;
+  void queue_broadcast(const BroadcastQueue::Key& key, const Update& u);
+  void bump_record(std::uint64_t now);  // own record changed: version+1, sign, persist, gossip
+  std::uint64_t now_s(std::uint64_t now_ms) const { return now_ms / 1000; }
+
+  // ---- membership.cpp
+  bool verify_record(std::uint64_t now, const NodeRecord& r);
+  void apply_update(std::uint64_t now, const Update& u);
+  void apply_member(std::uint64_t now, const MemberEntry& e);
+  void apply_state(std::uint64_t now, const NodeId& id, MemberState st, std::uint64_t inc);
+  void set_state(std::uint64_t now, Member& m, MemberState st, std::uint64_t inc);
+  bool token_admits(const NodeRecord& candidate);  // over-use check, refuses extras
+  void refuse_node(const NodeId& id);
+  void on_member_up(std::uint64_t now, const Member& m);
+  void on_join_request(std::uint64_t now, const NodeId& from, const JoinRequest& m);
+  void on_join_accept(std::uint64_t now, const NodeId& from, const JoinAccept& m);
+  void on_join_refuse(std::uint64_t now, const NodeId& from, const JoinRefuse& m);
+  void on_leave(std::uint64_t now, const NodeId& from, const Leave& m);
+  void send_join_requests(std::uint64_t now);
+  void send_members_and_mappings(const NodeId& to, bool as_join_accept,
+                                 const std::vector<const EndpointMapping*>& maps,
+                                 bool include_members, bool want_locals = false);
+  void reap(std::uint64_t now);
+  void refute(std::uint64_t now, std::uint64_t heard_inc);
+
+  // ---- probe.cpp
+  void probe_tick(std::uint64_t now);
+  void probe_indirect(std::uint64_t now);
+  void check_suspicions(std::uint64_t now);
+  void probe_failed_member(std::uint64_t now);
+  void gossip_tick(std::uint64_t now);
+  std::vector<Bytes> piggyback(std::size_t budget);
+  void on_ping(std::uint64_t now, const NodeId& from, const Ping& m);
+  void on_ack(std::uint64_t now, const NodeId& from, const Ack& m);
+  void on_ping_req(std::uint64_t now, const NodeId& from, const PingReq& m);
+  void send_ping(const NodeId& to, std::uint64_t seq, bool with_own_state);
+
+  // ---- mapping_store.cpp
+  Status publish(std::uint64_t now, std::uint32_t vni, const MacAddr& mac, std::vector<IpAddr> ips);
+  Status withdraw(std::uint64_t now, std::uint32_t vni, const MacAddr& mac);
+  void apply_mapping(std::uint64_t now, const EndpointMapping& m);
+  void store_mapping(std::uint64_t now, const EndpointMapping& m);
+  void push_to_vni_members(const EndpointMapping& m);
+  void remove_owner_mappings(const NodeId& owner);
+  void drop_unserved_vni(std::uint32_t vni);
+  void start_serving(std::uint64_t now, std::uint32_t vni);
+  std::vector<const EndpointMapping*> own_mappings_for(const NodeRecord& peer) const;
+  void push_locals(const NodeId& to, bool want_locals);
+  std::uint64_t members_digest() const;
+  std::uint64_t vni_digest(std::uint32_t vni) const;
+  void send_sync_request(const NodeId& to, bool want_reply, const std::vector<std::uint32_t>& vnis);
+  void anti_entropy(std::uint64_t now);
+  void on_sync_request(std::uint64_t now, const NodeId& from, const SyncRequest& m);
+  void on_push(std::uint64_t now, const NodeId& from, const Push& m);
+  void gc_tombstones(std::uint64_t now);
+
+  // ---- persist.cpp
+  void load_meta();
+  void restore(std::uint64_t now);
+  void persist_member(const Member& m);
+  void unpersist_member(const NodeId& id);
+  void persist_mapping(const EndpointMapping& m);
+  void unpersist_mapping(const MapKey& k);
+  void persist_incarnation();
+  void persist_record_version();
+  void persist_seq(const MapKey& k, std::uint64_t seq);
+};
+
+inline constexpr std::size_t kContactsMax = 64;
+
+BroadcastQueue::Key member_key(const NodeId& id);
+BroadcastQueue::Key state_key(const NodeId& id);
+BroadcastQueue::Key mapping_key(const MapKey& k);
+
+}  // namespace meshd::mesh

@@ -1,0 +1,343 @@
+// Endpoint mappings: our own (signed here, pushed to members serving the VNI) and
+// learned ones (kept only for VNIs we serve). One entry per (vni, mac): the winner
+// by (higher seq, then lower owner id); tombstones (`removed`) are kept for
+// tombstone_keep_ms so a late copy of the old mapping cannot resurrect it.
+// Anti-entropy compares per-VNI digests and pushes whole VNIs that differ.
+#include <algorithm>
+
+#include "mesh/core_impl.hpp"
+
+namespace meshd::mesh {
+
+namespace {
+
+// FNV-1a: a digest for comparing tables between honest members, not a MAC.
+struct Fnv {
+  std::uint64_t h = 0xcbf29ce484222325ull;
+  void bytes(ByteSpan b) {
+    for (std::uint8_t c : b) {
+      h ^= c;
+      h *= 0x100000001b3ull;
+    }
+  }
+  void u64(std::uint64_t v) {
+    std::array<std::uint8_t, 8> a{};
+    for (int i = 0; i < 8; ++i) a[i] = static_cast<std::uint8_t>(v >> (8 * i));
+    bytes(a);
+  }
+};
+
+MeshEvent mapping_event(MeshEvent::Kind kind, const EndpointMapping& m) {
+  return MeshEvent{kind, std::nullopt, m, m.owner, {}};
+}
+
+}  // namespace
+
+Status MeshCore::Impl::publish(std::uint64_t now, std::uint32_t vni, const MacAddr& mac,
+                               std::vector<IpAddr> ips) {
+  if (left_) return make_error("mesh.left", "this node has left the mesh");
+  if (vni == 0 || vni > crypto::kVniMax || ips.size() > kEndpointIpsMax) {
+    return make_error("mesh.invalid", "VNI out of range or too many IPs for one endpoint");
+  }
+  if (!self_.chain.allows_vni(vni)) {
+    return make_error("mesh.scope", "this node's certificate does not allow VNI " +
+                                        std::to_string(vni));
+  }
+  const MapKey k{vni, mac};
+  auto it = mappings_.find(k);
+  if (it == mappings_.end() &&
+      (mappings_.size() >= cfg_.mappings_max ||
+       (own_seqs_.count(k) == 0 && own_seqs_.size() >= cfg_.mappings_max))) {
+    return make_error("mesh.full", "mapping table full (mappings_max)");
+  }
+  if (it != mappings_.end() && it->second.m.owner == self_.id() && !it->second.m.removed &&
+      it->second.m.ips == ips) {
+    return ok_status();  // already published as is
+  }
+  std::uint64_t seq = own_seqs_[k];
+  if (it != mappings_.end()) {
+    // Higher than any claim we have seen, so a MAC that moved here wins (mobility).
+    seq = std::max(seq, it->second.m.seq);
+    if (it->second.m.owner != self_.id() && !it->second.m.removed) {
+      EndpointMapping gone = it->second.m;
+      gone.removed = true;
+      emit(mapping_event(MeshEvent::Kind::mapping_removed, gone));
+    }
+  }
+  ++seq;
+  own_seqs_[k] = seq;
+  persist_seq(k, seq);
+  EndpointMapping m{vni, mac, std::move(ips), self_.id(), seq, false, {}};
+  m.sign(key_);
+  store_mapping(now, m);
+  if (!serves(vni)) start_serving(now, vni);
+  push_to_vni_members(m);
+  return ok_status();
+}
+
+Status MeshCore::Impl::withdraw(std::uint64_t now, std::uint32_t vni, const MacAddr& mac) {
+  if (left_) return make_error("mesh.left", "this node has left the mesh");
+  const MapKey k{vni, mac};
+  auto it = mappings_.find(k);
+  if (it == mappings_.end() || it->second.m.owner != self_.id() || it->second.m.removed) {
+    return ok_status();  // nothing of ours to withdraw
+  }
+  std::uint64_t seq = std::max(own_seqs_[k], it->second.m.seq) + 1;
+  own_seqs_[k] = seq;
+  persist_seq(k, seq);
+  EndpointMapping t = it->second.m;
+  t.ips.clear();
+  t.seq = seq;
+  t.removed = true;
+  t.sign(key_);
+  store_mapping(now, t);
+  push_to_vni_members(t);
+  bool still_serving = false;
+  for (auto i = mappings_.lower_bound(MapKey{vni, {}}); i != mappings_.end() && i->first.vni == vni;
+       ++i) {
+    if (i->second.m.owner == self_.id() && !i->second.m.removed) still_serving = true;
+  }
+  if (!still_serving) {
+    std::erase(self_.vnis, vni);
+    bump_record(now);
+    drop_unserved_vni(vni);
+  }
+  return ok_status();
+}
+
+void MeshCore::Impl::start_serving(std::uint64_t now, std::uint32_t vni) {
+  if (self_.vnis.size() >= kVnisServedMax) return;
+  self_.vnis.insert(std::upper_bound(self_.vnis.begin(), self_.vnis.end(), vni), vni);
+  bump_record(now);
+  std::vector<NodeId> peers;
+  for (const auto& [id, m] : members_) {
+    if (m.info.state == MemberState::alive && record_serves(m.info.record, vni)) peers.push_back(id);
+  }
+  if (!peers.empty()) send_sync_request(peers[rng_.uniform(peers.size())], true, {vni});
+}
+
+void MeshCore::Impl::store_mapping(std::uint64_t now, const EndpointMapping& m) {
+  mappings_[MapKey{m.vni, m.mac}] = MappingEntry{m, now};
+  persist_mapping(m);
+}
+
+void MeshCore::Impl::push_to_vni_members(const EndpointMapping& m) {
+  Bytes one = encode_update(m);
+  Bytes msg = encode_gossip(std::span<const Bytes>(&one, 1));
+  for (const auto& [id, mem] : members_) {
+    bool live = mem.info.state == MemberState::alive || mem.info.state == MemberState::suspect;
+    if (live && record_serves(mem.info.record, m.vni)) send(id, msg);
+  }
+}
+
+void MeshCore::Impl::remove_owner_mappings(const NodeId& owner) {
+  for (auto it = mappings_.begin(); it != mappings_.end();) {
+    if (it->second.m.owner != owner) {
+      ++it;
+      continue;
+    }
+    if (!it->second.m.removed) {
+      EndpointMapping gone = it->second.m;
+      gone.removed = true;
+      emit(mapping_event(MeshEvent::Kind::mapping_removed, gone));
+    }
+    unpersist_mapping(it->first);
+    it = mappings_.erase(it);
+  }
+}
+
+void MeshCore::Impl::drop_unserved_vni(std::uint32_t vni) {
+  for (auto it = mappings_.lower_bound(MapKey{vni, {}});
+       it != mappings_.end() && it->first.vni == vni;) {
+    if (it->second.m.owner == self_.id()) {
+      ++it;
+      continue;
+    }
+    if (!it->second.m.removed) {
+      EndpointMapping gone = it->second.m;
+      gone.removed = true;
+      emit(mapping_event(MeshEvent::Kind::mapping_removed, gone));
+    }
+    unpersist_mapping(it->first);
+    it = mappings_.erase(it);
+  }
+}
+
+void MeshCore::Impl::apply_mapping(std::uint64_t now, const EndpointMapping& m) {
+  if (!serves(m.vni)) {
+    ++counters_.drop_unserved;
+    return;
+  }
+  const MapKey k{m.vni, m.mac};
+  if (m.owner == self_.id()) {
+    // Our own claim coming back. If it is newer than what we remember, our storage
+    // lost writes: continue above it so our next change still wins.
+    auto s = own_seqs_.find(k);
+    std::uint64_t known = s == own_seqs_.end() ? 0 : s->second;
+    if (m.seq > known && own_seqs_.size() < cfg_.mappings_max && m.verify_signature()) {
+      own_seqs_[k] = m.seq;
+      persist_seq(k, m.seq);
+    }
+    return;
+  }
+  if (!m.verify_signature()) {
+    ++counters_.drop_bad_signature;
+    return;
+  }
+  auto owner = members_.find(m.owner);
+  if (owner == members_.end() || (owner->second.info.state != MemberState::alive &&
+                                  owner->second.info.state != MemberState::suspect)) {
+    ++counters_.drop_unknown_owner;
+    return;
+  }
+  if (!owner->second.info.record.chain.allows_vni(m.vni)) {
+    ++counters_.drop_scope;
+    return;
+  }
+  auto it = mappings_.find(k);
+  if (it == mappings_.end()) {
+    if (mappings_.size() >= cfg_.mappings_max) {
+      ++counters_.drop_table_full;
+      return;
+    }
+    store_mapping(now, m);
+    if (!m.removed) emit(mapping_event(MeshEvent::Kind::mapping_upsert, m));
+    return;
+  }
+  const EndpointMapping cur = it->second.m;
+  if (cur.owner == m.owner) {
+    if (m.seq < cur.seq) ++counters_.drop_stale;
+    if (m.seq <= cur.seq) return;  // equal: a duplicate of what we have
+  } else {
+    const bool incoming_wins = m.seq > cur.seq || (m.seq == cur.seq && m.owner < cur.owner);
+    const bool both_live = !m.removed && !cur.removed;
+    if (both_live) {
+      emit(mapping_event(MeshEvent::Kind::mapping_conflict, incoming_wins ? cur : m));
+    }
+    if (!incoming_wins) {
+      if (!both_live) ++counters_.drop_stale;
+      return;
+    }
+  }
+  store_mapping(now, m);
+  if (!m.removed) {
+    emit(mapping_event(MeshEvent::Kind::mapping_upsert, m));
+  } else if (!cur.removed) {
+    emit(mapping_event(MeshEvent::Kind::mapping_removed, m));
+  }
+}
+
+std::vector<const EndpointMapping*> MeshCore::Impl::own_mappings_for(const NodeRecord& peer) const {
+  std::vector<const EndpointMapping*> out;
+  for (const auto& [k, e] : mappings_) {
+    if (e.m.owner == self_.id() && record_serves(peer, k.vni)) out.push_back(&e.m);
+  }
+  return out;
+}
+
+void MeshCore::Impl::push_locals(const NodeId& to, bool want_locals) {
+  auto it = members_.find(to);
+  if (it == members_.end()) return;
+  auto maps = own_mappings_for(it->second.info.record);
+  if (maps.empty() && !want_locals) return;
+  send_members_and_mappings(to, false, maps, false, want_locals);
+}
+
+std::uint64_t MeshCore::Impl::members_digest() const {
+  std::vector<std::pair<NodeId, std::uint64_t>> v;
+  v.emplace_back(self_.id(), self_.version);
+  for (const auto& [id, m] : members_) {
+    if (m.info.state == MemberState::alive || m.info.state == MemberState::suspect) {
+      v.emplace_back(id, m.info.record.version);
+    }
+  }
+  std::sort(v.begin(), v.end());
+  Fnv f;
+  for (const auto& [id, ver] : v) {
+    f.bytes(id);
+    f.u64(ver);
+  }
+  return f.h;
+}
+
+std::uint64_t MeshCore::Impl::vni_digest(std::uint32_t vni) const {
+  Fnv f;
+  for (auto it = mappings_.lower_bound(MapKey{vni, {}});
+       it != mappings_.end() && it->first.vni == vni; ++it) {
+    if (it->second.m.removed) continue;  // tombstones travel in pushes, not digests
+    f.bytes(it->first.mac);
+    f.bytes(it->second.m.owner);
+    f.u64(it->second.m.seq);
+  }
+  return f.h;
+}
+
+void MeshCore::Impl::send_sync_request(const NodeId& to, bool want_reply,
+                                       const std::vector<std::uint32_t>& vnis) {
+  SyncRequest r;
+  r.want_reply = want_reply;
+  r.members_digest = members_digest();
+  for (std::uint32_t v : vnis) r.vni_digests.emplace_back(v, vni_digest(v));
+  send(to, encode_sync_request(r));
+}
+
+void MeshCore::Impl::anti_entropy(std::uint64_t now) {
+  (void)now;
+  std::vector<NodeId> alive;
+  std::vector<NodeId> sharing;
+  for (const auto& [id, m] : members_) {
+    if (m.info.state != MemberState::alive) continue;
+    alive.push_back(id);
+    for (std::uint32_t v : m.info.record.vnis) {
+      if (serves(v)) {
+        sharing.push_back(id);
+        break;
+      }
+    }
+  }
+  const std::vector<NodeId>& pool = sharing.empty() ? alive : sharing;
+  if (pool.empty()) return;
+  const NodeId target = pool[rng_.uniform(pool.size())];
+  std::vector<std::uint32_t> common;
+  for (std::uint32_t v : members_.at(target).info.record.vnis) {
+    if (serves(v)) common.push_back(v);
+  }
+  send_sync_request(target, true, common);
+}
+
+void MeshCore::Impl::on_sync_request(std::uint64_t now, const NodeId& from, const SyncRequest& m) {
+  (void)now;
+  const bool members_differ = m.members_digest != members_digest();
+  std::vector<std::uint32_t> differ;
+  std::vector<const EndpointMapping*> maps;
+  for (const auto& [vni, d] : m.vni_digests) {
+    if (!serves(vni) || d == vni_digest(vni)) continue;
+    differ.push_back(vni);
+    for (auto it = mappings_.lower_bound(MapKey{vni, {}});
+         it != mappings_.end() && it->first.vni == vni; ++it) {
+      maps.push_back(&it->second.m);
+    }
+  }
+  if (members_differ || !maps.empty()) send_members_and_mappings(from, false, maps, members_differ);
+  // Push-pull: ask for their side of whatever differed (once; the reply does not ask back).
+  if (m.want_reply && (members_differ || !differ.empty())) send_sync_request(from, false, differ);
+}
+
+void MeshCore::Impl::on_push(std::uint64_t now, const NodeId& from, const Push& m) {
+  for (const MemberEntry& e : m.members) apply_member(now, e);
+  for (const EndpointMapping& e : m.mappings) apply_mapping(now, e);
+  if (m.want_locals) push_locals(from, false);
+}
+
+void MeshCore::Impl::gc_tombstones(std::uint64_t now) {
+  for (auto it = mappings_.begin(); it != mappings_.end();) {
+    if (it->second.m.removed && now >= it->second.updated_ms + cfg_.tombstone_keep_ms) {
+      unpersist_mapping(it->first);
+      it = mappings_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+}  // namespace meshd::mesh

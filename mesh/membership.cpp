@@ -1,0 +1,341 @@
+// Member table and the SWIM state rules: who is alive, suspect, failed or left, at
+// which incarnation; joins and admission (token expiry and uses); token over-use
+// detected through gossip; refutation of our own suspicion; reaping.
+#include <algorithm>
+
+#include "mesh/core_impl.hpp"
+
+namespace meshd::mesh {
+
+bool MeshCore::Impl::verify_record(std::uint64_t now, const NodeRecord& r) {
+  if (!r.verify_signature()) return false;
+  return crypto::verify_chain(root_pub_, r.chain, now_s(now)).ok();
+}
+
+void MeshCore::Impl::apply_update(std::uint64_t now, const Update& u) {
+  if (const auto* m = std::get_if<MemberEntry>(&u)) {
+    apply_member(now, *m);
+  } else if (const auto* s = std::get_if<StateUpdate>(&u)) {
+    apply_state(now, s->node, s->state, s->incarnation);
+  } else {
+    apply_mapping(now, std::get<EndpointMapping>(u));
+  }
+}
+
+void MeshCore::Impl::apply_member(std::uint64_t now, const MemberEntry& e) {
+  const NodeId id = e.record.id();
+  if (id == self_.id()) {
+    apply_state(now, id, e.state, e.incarnation);  // may be a suspicion to refute
+    return;
+  }
+  if (refused_.count(id) != 0) {
+    ++counters_.drop_refused;
+    return;
+  }
+  auto it = members_.find(id);
+  if (it != members_.end() && e.record.version <= it->second.info.record.version) {
+    apply_state(now, id, e.state, e.incarnation);
+    return;
+  }
+  if (!verify_record(now, e.record)) {
+    ++counters_.drop_bad_signature;
+    return;
+  }
+  if (it == members_.end()) {
+    if (!token_admits(e.record)) return;
+    if (members_.size() >= cfg_.members_max) {
+      ++counters_.drop_table_full;
+      return;
+    }
+    Member m;
+    m.info.record = e.record;
+    m.info.state = e.state;
+    m.info.incarnation = e.incarnation;
+    m.info.state_since_ms = now;
+    m.suspect_deadline_ms = now + cfg_.suspicion_timeout_ms;
+    Member& added = members_[id] = std::move(m);
+    persist_member(added);
+    queue_broadcast(member_key(id), e);
+    if (e.state == MemberState::alive || e.state == MemberState::suspect) {
+      emit(MeshEvent{MeshEvent::Kind::member_up, added.info, std::nullopt, id, {}});
+      on_member_up(now, added);
+    }
+    return;
+  }
+  Member& m = it->second;
+  std::vector<std::uint32_t> old_vnis = m.info.record.vnis;
+  m.info.record = e.record;
+  persist_member(m);
+  queue_broadcast(member_key(id), MemberEntry{m.info.record, m.info.state, m.info.incarnation});
+  bool live = m.info.state == MemberState::alive || m.info.state == MemberState::suspect;
+  if (live) {
+    emit(MeshEvent{MeshEvent::Kind::member_updated, m.info, std::nullopt, id, {}});
+    // It started serving a VNI we serve: it will ask for the VNI's mappings itself;
+    // ours it gets now, so it can reach our endpoints at once.
+    bool gained_common = false;
+    for (std::uint32_t v : m.info.record.vnis) {
+      if (serves(v) && !std::binary_search(old_vnis.begin(), old_vnis.end(), v)) {
+        gained_common = true;
+      }
+    }
+    if (gained_common) push_locals(id, false);
+  }
+  apply_state(now, id, e.state, e.incarnation);
+}
+
+void MeshCore::Impl::apply_state(std::uint64_t now, const NodeId& id, MemberState st,
+                                 std::uint64_t inc) {
+  if (id == self_.id()) {
+    if (!left_ && st != MemberState::alive && inc >= incarnation_) refute(now, inc);
+    return;
+  }
+  auto it = members_.find(id);
+  if (it == members_.end()) return;  // a state without its record cannot be used
+  Member& m = it->second;
+  const MemberState cur = m.info.state;
+  const std::uint64_t ci = m.info.incarnation;
+  const bool cur_live = cur == MemberState::alive || cur == MemberState::suspect;
+  bool apply = false;
+  // SWIM precedence: a higher incarnation always wins; at equal incarnation
+  // left/failed > suspect > alive, so only the node itself (by bumping its
+  // incarnation) can undo a suspicion.
+  switch (st) {
+    case MemberState::alive: apply = inc > ci; break;
+    case MemberState::suspect:
+      apply = (cur == MemberState::alive && inc >= ci) || (cur == MemberState::suspect && inc > ci);
+      break;
+    case MemberState::failed:
+      apply = (cur_live && inc >= ci) || (cur == MemberState::failed && inc > ci);
+      break;
+    case MemberState::left:
+      apply = (cur != MemberState::left && inc >= ci) || (cur == MemberState::left && inc > ci);
+      break;
+  }
+  if (!apply) return;
+  set_state(now, m, st, inc);
+  queue_broadcast(state_key(id), StateUpdate{id, st, inc});
+}
+
+void MeshCore::Impl::set_state(std::uint64_t now, Member& m, MemberState st, std::uint64_t inc) {
+  const MemberState prev = m.info.state;
+  m.info.incarnation = inc;
+  if (st != prev) {
+    m.info.state = st;
+    m.info.state_since_ms = now;
+    if (st == MemberState::suspect) m.suspect_deadline_ms = now + cfg_.suspicion_timeout_ms;
+  }
+  persist_member(m);
+  const NodeId id = m.info.id();
+  const bool was_live = prev == MemberState::alive || prev == MemberState::suspect;
+  if (st == MemberState::alive && !was_live) {
+    emit(MeshEvent{MeshEvent::Kind::member_up, m.info, std::nullopt, id, {}});
+    on_member_up(now, m);
+  } else if (st == MemberState::failed && prev != MemberState::failed) {
+    emit(MeshEvent{MeshEvent::Kind::member_failed, m.info, std::nullopt, id, {}});
+    remove_owner_mappings(id);
+  } else if (st == MemberState::left && prev != MemberState::left) {
+    emit(MeshEvent{MeshEvent::Kind::member_left, m.info, std::nullopt, id, {}});
+    remove_owner_mappings(id);
+  }
+}
+
+void MeshCore::Impl::refute(std::uint64_t now, std::uint64_t heard_inc) {
+  incarnation_ = heard_inc + 1;
+  persist_incarnation();
+  ++counters_.refutations;
+  queue_broadcast(state_key(self_.id()), StateUpdate{self_.id(), MemberState::alive, incarnation_});
+  (void)now;
+}
+
+bool MeshCore::Impl::token_admits(const NodeRecord& candidate) {
+  const crypto::TokenId& tid = candidate.chain.node.token_id;
+  struct Holder {
+    std::uint64_t issued_s;
+    NodeId id;
+  };
+  std::vector<Holder> holders;
+  if (self_.chain.node.token_id == tid) holders.push_back({self_.chain.node.issued_s, self_.id()});
+  for (const auto& [id, m] : members_) {
+    if (m.info.record.chain.node.token_id == tid) {
+      holders.push_back({m.info.record.chain.node.issued_s, id});
+    }
+  }
+  holders.push_back({candidate.chain.node.issued_s, candidate.id()});
+  const std::size_t uses = candidate.chain.enrollment.uses;
+  if (holders.size() <= uses) return true;
+  // Every node orders the holders the same way, so all agree on who is extra.
+  std::sort(holders.begin(), holders.end(), [](const Holder& a, const Holder& b) {
+    return a.issued_s != b.issued_s ? a.issued_s < b.issued_s : a.id < b.id;
+  });
+  bool admit = true;
+  for (std::size_t i = uses; i < holders.size(); ++i) {
+    const NodeId& id = holders[i].id;
+    if (id == candidate.id()) {
+      admit = false;
+    } else if (id == self_.id()) {
+      if (!self_refused_reported_) {
+        self_refused_reported_ = true;
+        emit(MeshEvent{MeshEvent::Kind::join_refused, std::nullopt, std::nullopt, id,
+                       "token.used_up"});
+      }
+      continue;
+    } else {
+      remove_owner_mappings(id);
+      members_.erase(id);
+      unpersist_member(id);
+    }
+    refuse_node(id);
+    emit(MeshEvent{MeshEvent::Kind::node_refused, std::nullopt, std::nullopt, id,
+                   "token.used_up"});
+  }
+  return admit;
+}
+
+void MeshCore::Impl::refuse_node(const NodeId& id) {
+  if (refused_.count(id) != 0) return;
+  if (cfg_.refused_max == 0) return;
+  if (refused_.size() >= cfg_.refused_max) {
+    refused_.erase(refused_order_.front());
+    refused_order_.pop_front();
+  }
+  refused_.insert(id);
+  refused_order_.push_back(id);
+}
+
+void MeshCore::Impl::on_member_up(std::uint64_t now, const Member& m) {
+  (void)now;
+  for (std::uint32_t v : m.info.record.vnis) {
+    if (serves(v)) {
+      // Exchange own endpoints both ways: it may be new, or back after we dropped
+      // its mappings when it failed.
+      push_locals(m.info.id(), true);
+      return;
+    }
+  }
+}
+
+void MeshCore::Impl::send_join_requests(std::uint64_t now) {
+  (void)now;
+  Bytes msg = encode_join_request(JoinRequest{incarnation_, self_});
+  for (const Contact& c : contacts_) send(c.id, msg);
+}
+
+void MeshCore::Impl::on_join_request(std::uint64_t now, const NodeId& from, const JoinRequest& req) {
+  if (req.record.id() != from) {
+    ++counters_.drop_bad_signature;
+    return;
+  }
+  auto refuse = [&](const char* reason) {
+    ++counters_.joins_refused;
+    send(from, encode_join_refuse(JoinRefuse{reason}));
+    emit(MeshEvent{MeshEvent::Kind::node_refused, std::nullopt, std::nullopt, from, reason});
+  };
+  if (refused_.count(from) != 0) {
+    refuse("token.used_up");
+    return;
+  }
+  const crypto::CertChain& chain = req.record.chain;
+  // A known member (any state) rejoins without its token: restarts after expiry work.
+  if (members_.count(from) == 0) {
+    if (now_s(now) > chain.enrollment.not_after_s) {
+      refuse("token.expired");
+      return;
+    }
+    std::size_t holders = self_.chain.node.token_id == chain.node.token_id ? 1 : 0;
+    for (const auto& [id, m] : members_) {
+      if (m.info.record.chain.node.token_id == chain.node.token_id) ++holders;
+    }
+    if (holders >= chain.enrollment.uses) {
+      refuse("token.used_up");
+      return;
+    }
+    if (members_.size() >= cfg_.members_max) {
+      ++counters_.drop_table_full;
+      refuse("mesh.full");
+      return;
+    }
+  }
+  if (!verify_record(now, req.record)) {
+    ++counters_.drop_bad_signature;
+    return;
+  }
+  apply_member(now, MemberEntry{req.record, MemberState::alive, req.incarnation});
+  if (members_.count(from) == 0) return;  // refused by the over-use rule, or table full
+  std::vector<const EndpointMapping*> maps;
+  for (const auto& [k, e] : mappings_) {
+    if (!e.m.removed && record_serves(req.record, k.vni)) maps.push_back(&e.m);
+  }
+  send_members_and_mappings(from, true, maps, true);
+}
+
+void MeshCore::Impl::send_members_and_mappings(const NodeId& to, bool as_join_accept,
+                                               const std::vector<const EndpointMapping*>& maps,
+                                               bool include_members, bool want_locals) {
+  // Room for the header and two array headers.
+  const std::size_t budget = cfg_.message_bytes_max > 64 ? cfg_.message_bytes_max - 64 : 0;
+  std::vector<Bytes> mem;
+  std::vector<Bytes> map;
+  std::size_t used = 0;
+  bool first = true;
+  auto flush = [&] {
+    send(to, first && as_join_accept ? encode_join_accept(mem, map)
+                                     : encode_push(mem, map, first && want_locals));
+    first = false;
+    mem.clear();
+    map.clear();
+    used = 0;
+  };
+  auto add = [&](std::vector<Bytes>& list, Bytes b) {
+    if (used + b.size() > budget && (!mem.empty() || !map.empty())) flush();
+    used += b.size();
+    list.push_back(std::move(b));
+  };
+  if (include_members) {
+    add(mem, encode_member(MemberEntry{self_, MemberState::alive, incarnation_}));
+    for (const auto& [id, m] : members_) {
+      add(mem, encode_member(MemberEntry{m.info.record, m.info.state, m.info.incarnation}));
+    }
+  }
+  for (const EndpointMapping* m : maps) add(map, encode_mapping(*m));
+  if (first || !mem.empty() || !map.empty()) flush();
+}
+
+void MeshCore::Impl::on_join_accept(std::uint64_t now, const NodeId& from, const JoinAccept& m) {
+  for (const MemberEntry& e : m.members) apply_member(now, e);
+  for (const EndpointMapping& e : m.mappings) apply_mapping(now, e);
+  if (joining_) {
+    joining_ = false;
+    join_reported_ = true;
+    emit(MeshEvent{MeshEvent::Kind::join_accepted, std::nullopt, std::nullopt, from, {}});
+    next_anti_entropy_ms_ = now;  // fetch what the accept did not carry, soon
+  }
+}
+
+void MeshCore::Impl::on_join_refuse(std::uint64_t now, const NodeId& from, const JoinRefuse& m) {
+  (void)now;
+  if (!joining_) return;
+  bool is_contact = std::any_of(contacts_.begin(), contacts_.end(),
+                                [&](const Contact& c) { return c.id == from; });
+  if (!is_contact) return;
+  joining_ = false;
+  emit(MeshEvent{MeshEvent::Kind::join_refused, std::nullopt, std::nullopt, from, m.reason});
+}
+
+void MeshCore::Impl::on_leave(std::uint64_t now, const NodeId& from, const Leave& m) {
+  apply_state(now, from, MemberState::left, m.incarnation);
+}
+
+void MeshCore::Impl::reap(std::uint64_t now) {
+  for (auto it = members_.begin(); it != members_.end();) {
+    const MemberInfo& i = it->second.info;
+    bool gone = i.state == MemberState::failed || i.state == MemberState::left;
+    if (gone && now >= i.state_since_ms + cfg_.failed_reap_ms) {
+      unpersist_member(it->first);
+      it = members_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+}  // namespace meshd::mesh

@@ -1,0 +1,382 @@
+#include "mesh/messages.hpp"
+
+namespace meshd::mesh {
+
+namespace {
+
+using codec::ArrayReader;
+using codec::Writer;
+
+constexpr std::size_t kChainBytesMax = 48 * 1024;  // two 4096-VNI scopes fit
+constexpr std::size_t kUpdatesMax = 4096;
+constexpr std::size_t kVniDigestsMax = kVnisServedMax;
+
+void put_ip(Writer& w, const IpAddr& ip) {
+  w.array(2);
+  w.u64(ip.family);
+  w.bin(ip.bytes);
+}
+
+IpAddr get_ip(ArrayReader& r) {
+  ArrayReader a = r.array(8);
+  IpAddr ip;
+  ip.family = static_cast<std::uint8_t>(a.u64_max(6));
+  if (ip.family != 4 && ip.family != 6) a.fail();
+  ip.bytes = a.fixed<16>();
+  return ip;
+}
+
+void put_record(Writer& w, const NodeRecord& rec) {
+  w.array(5);
+  w.bin(rec.chain.encode());
+  w.array(rec.locators.size());
+  for (const Locator& l : rec.locators) {
+    w.array(3);
+    w.u64(l.ip.family);
+    w.bin(l.ip.bytes);
+    w.u64(l.port);
+  }
+  w.array(rec.vnis.size());
+  for (std::uint32_t v : rec.vnis) w.u64(v);
+  w.u64(rec.version);
+  w.bin(rec.sig);
+}
+
+NodeRecord get_record(ArrayReader& r) {
+  NodeRecord rec;
+  ArrayReader a = r.array(16);
+  ByteSpan chain = a.bin(kChainBytesMax);
+  if (a.ok()) {
+    auto c = crypto::CertChain::decode(chain);
+    if (c.ok()) {
+      rec.chain = std::move(c.value());
+    } else {
+      a.fail();
+    }
+  }
+  ArrayReader locs = a.array(kLocatorsMax);
+  while (locs.ok() && locs.remaining() > 0) {
+    ArrayReader l = locs.array(8);
+    Locator loc;
+    loc.ip.family = static_cast<std::uint8_t>(l.u64_max(6));
+    if (loc.ip.family != 4 && loc.ip.family != 6) l.fail();
+    loc.ip.bytes = l.fixed<16>();
+    loc.port = static_cast<std::uint16_t>(l.u64_max(0xFFFF));
+    rec.locators.push_back(loc);
+  }
+  ArrayReader vnis = a.array(kVnisServedMax);
+  while (vnis.ok() && vnis.remaining() > 0) {
+    auto v = static_cast<std::uint32_t>(vnis.u64_max(crypto::kVniMax));
+    // Sorted and unique, so the signed bytes have one form and lookups can bisect.
+    if (v == 0 || (!rec.vnis.empty() && v <= rec.vnis.back())) vnis.fail();
+    rec.vnis.push_back(v);
+  }
+  rec.version = a.u64();
+  rec.sig = a.fixed<64>();
+  return rec;
+}
+
+MemberState get_state(ArrayReader& r) {
+  return static_cast<MemberState>(r.u64_max(static_cast<std::uint64_t>(MemberState::left)));
+}
+
+void put_member(Writer& w, const MemberEntry& m) {
+  w.array(3);
+  put_record(w, m.record);
+  w.u64(static_cast<std::uint64_t>(m.state));
+  w.u64(m.incarnation);
+}
+
+MemberEntry get_member(ArrayReader& r) {
+  MemberEntry m;
+  ArrayReader a = r.array(8);
+  m.record = get_record(a);
+  m.state = get_state(a);
+  m.incarnation = a.u64();
+  return m;
+}
+
+void put_mapping(Writer& w, const EndpointMapping& m) {
+  w.array(7);
+  w.u64(m.vni);
+  w.bin(m.mac);
+  w.array(m.ips.size());
+  for (const IpAddr& ip : m.ips) put_ip(w, ip);
+  w.bin(m.owner);
+  w.u64(m.seq);
+  w.boolean(m.removed);
+  w.bin(m.sig);
+}
+
+EndpointMapping get_mapping(ArrayReader& r) {
+  EndpointMapping m;
+  ArrayReader a = r.array(16);
+  m.vni = static_cast<std::uint32_t>(a.u64_max(crypto::kVniMax));
+  if (m.vni == 0) a.fail();
+  m.mac = a.fixed<6>();
+  ArrayReader ips = a.array(kEndpointIpsMax);
+  while (ips.ok() && ips.remaining() > 0) m.ips.push_back(get_ip(ips));
+  m.owner = a.fixed<32>();
+  m.seq = a.u64();
+  m.removed = a.boolean();
+  m.sig = a.fixed<64>();
+  return m;
+}
+
+void put_update(Writer& w, const Update& u) {
+  w.array(std::holds_alternative<StateUpdate>(u) ? 4 : 2);
+  if (const auto* m = std::get_if<MemberEntry>(&u)) {
+    w.u64(0);
+    put_member(w, *m);
+  } else if (const auto* s = std::get_if<StateUpdate>(&u)) {
+    w.u64(1);
+    w.bin(s->node);
+    w.u64(static_cast<std::uint64_t>(s->state));
+    w.u64(s->incarnation);
+  } else {
+    w.u64(2);
+    put_mapping(w, std::get<EndpointMapping>(u));
+  }
+}
+
+Update get_update(ArrayReader& r) {
+  ArrayReader a = r.array(8);
+  switch (a.u64()) {
+    case 0: return get_member(a);
+    case 1: {
+      StateUpdate s;
+      s.node = a.fixed<32>();
+      s.state = get_state(a);
+      s.incarnation = a.u64();
+      return s;
+    }
+    case 2: return get_mapping(a);
+    default: a.fail(); return StateUpdate{};
+  }
+}
+
+std::vector<Update> get_updates(ArrayReader& r) {
+  std::vector<Update> out;
+  ArrayReader a = r.array(kUpdatesMax);
+  while (a.ok() && a.remaining() > 0) out.push_back(get_update(a));
+  return out;
+}
+
+Writer header(MsgType t, std::size_t fields) {
+  Writer w;
+  w.array(2 + fields);
+  w.u64(kMessageVersion);
+  w.u64(static_cast<std::uint64_t>(t));
+  return w;
+}
+
+void put_raw_list(Writer& w, std::span<const Bytes> items) {
+  w.array(items.size());
+  for (const Bytes& b : items) w.raw(b);
+}
+
+}  // namespace
+
+Bytes encode_member(const MemberEntry& m) {
+  Writer w;
+  put_member(w, m);
+  return w.take();
+}
+
+Bytes encode_mapping(const EndpointMapping& m) {
+  Writer w;
+  put_mapping(w, m);
+  return w.take();
+}
+
+Bytes encode_update(const Update& u) {
+  Writer w;
+  put_update(w, u);
+  return w.take();
+}
+
+namespace {
+
+// Decodes a single stand-alone piece by wrapping it as the only element of an array
+// reader: the document's root *is* the piece, so read it through a one-element view.
+template <typename T, typename Fn>
+Result<T> decode_piece(ByteSpan b, const codec::Limits& limits, Fn get) {
+  // Prefix a 1-element array header (0x91) so the piece reads like a field.
+  Bytes wrapped;
+  wrapped.reserve(b.size() + 1);
+  wrapped.push_back(0x91);
+  wrapped.insert(wrapped.end(), b.begin(), b.end());
+  auto doc = codec::Document::decode(wrapped, limits);
+  if (!doc.ok()) return doc.error();
+  ArrayReader r = doc->root(1);
+  T v = get(r);
+  if (!doc->ok()) return make_error("codec.malformed", "bad stored value");
+  return v;
+}
+
+}  // namespace
+
+Result<MemberEntry> decode_member(ByteSpan b, const codec::Limits& limits) {
+  return decode_piece<MemberEntry>(b, limits, [](ArrayReader& r) { return get_member(r); });
+}
+
+Result<EndpointMapping> decode_mapping(ByteSpan b, const codec::Limits& limits) {
+  return decode_piece<EndpointMapping>(b, limits, [](ArrayReader& r) { return get_mapping(r); });
+}
+
+Bytes encode_join_request(const JoinRequest& m) {
+  Writer w = header(MsgType::join_request, 2);
+  w.u64(m.incarnation);
+  put_record(w, m.record);
+  return w.take();
+}
+
+Bytes encode_join_refuse(const JoinRefuse& m) {
+  Writer w = header(MsgType::join_refuse, 1);
+  w.str(m.reason.substr(0, kReasonMax));
+  return w.take();
+}
+
+Bytes encode_ping_req(const PingReq& m) {
+  Writer w = header(MsgType::ping_req, 2);
+  w.u64(m.seq);
+  w.bin(m.target);
+  return w.take();
+}
+
+Bytes encode_sync_request(const SyncRequest& m) {
+  Writer w = header(MsgType::sync_request, 3);
+  w.boolean(m.want_reply);
+  w.u64(m.members_digest);
+  w.array(m.vni_digests.size());
+  for (const auto& [vni, d] : m.vni_digests) {
+    w.array(2);
+    w.u64(vni);
+    w.u64(d);
+  }
+  return w.take();
+}
+
+Bytes encode_leave(const Leave& m) {
+  Writer w = header(MsgType::leave, 1);
+  w.u64(m.incarnation);
+  return w.take();
+}
+
+Bytes encode_ping(std::uint64_t seq, std::span<const Bytes> updates) {
+  Writer w = header(MsgType::ping, 2);
+  w.u64(seq);
+  put_raw_list(w, updates);
+  return w.take();
+}
+
+Bytes encode_ack(std::uint64_t seq, std::span<const Bytes> updates) {
+  Writer w = header(MsgType::ack, 2);
+  w.u64(seq);
+  put_raw_list(w, updates);
+  return w.take();
+}
+
+Bytes encode_gossip(std::span<const Bytes> updates) {
+  Writer w = header(MsgType::gossip, 1);
+  put_raw_list(w, updates);
+  return w.take();
+}
+
+Bytes encode_join_accept(std::span<const Bytes> members, std::span<const Bytes> mappings) {
+  Writer w = header(MsgType::join_accept, 2);
+  put_raw_list(w, members);
+  put_raw_list(w, mappings);
+  return w.take();
+}
+
+Bytes encode_push(std::span<const Bytes> members, std::span<const Bytes> mappings,
+                  bool want_locals) {
+  Writer w = header(MsgType::push, 3);
+  put_raw_list(w, members);
+  put_raw_list(w, mappings);
+  w.boolean(want_locals);
+  return w.take();
+}
+
+Result<Message> decode_message(ByteSpan b, const codec::Limits& limits) {
+  auto doc = codec::Document::decode(b, limits);
+  if (!doc.ok()) return doc.error();
+  ArrayReader r = doc->root(64);
+  std::uint64_t version = r.u64();
+  std::uint64_t type = r.u64();
+  if (!r.ok() || version != kMessageVersion) {
+    return make_error("codec.malformed", "unknown message version");
+  }
+  Message msg;
+  switch (static_cast<MsgType>(type)) {
+    case MsgType::join_request: {
+      JoinRequest m;
+      m.incarnation = r.u64();
+      m.record = get_record(r);
+      msg = std::move(m);
+      break;
+    }
+    case MsgType::join_accept: {
+      JoinAccept m;
+      ArrayReader mem = r.array(limits.array_len_max);
+      while (mem.ok() && mem.remaining() > 0) m.members.push_back(get_member(mem));
+      ArrayReader map = r.array(limits.array_len_max);
+      while (map.ok() && map.remaining() > 0) m.mappings.push_back(get_mapping(map));
+      msg = std::move(m);
+      break;
+    }
+    case MsgType::join_refuse: msg = JoinRefuse{r.str(kReasonMax)}; break;
+    case MsgType::ping: {
+      Ping m;
+      m.seq = r.u64();
+      m.updates = get_updates(r);
+      msg = std::move(m);
+      break;
+    }
+    case MsgType::ack: {
+      Ack m;
+      m.seq = r.u64();
+      m.updates = get_updates(r);
+      msg = std::move(m);
+      break;
+    }
+    case MsgType::ping_req: {
+      PingReq m;
+      m.seq = r.u64();
+      m.target = r.fixed<32>();
+      msg = m;
+      break;
+    }
+    case MsgType::gossip: msg = Gossip{get_updates(r)}; break;
+    case MsgType::sync_request: {
+      SyncRequest m;
+      m.want_reply = r.boolean();
+      m.members_digest = r.u64();
+      ArrayReader d = r.array(kVniDigestsMax);
+      while (d.ok() && d.remaining() > 0) {
+        ArrayReader e = d.array(4);
+        auto vni = static_cast<std::uint32_t>(e.u64_max(crypto::kVniMax));
+        m.vni_digests.emplace_back(vni, e.u64());
+      }
+      msg = std::move(m);
+      break;
+    }
+    case MsgType::push: {
+      Push m;
+      ArrayReader mem = r.array(limits.array_len_max);
+      while (mem.ok() && mem.remaining() > 0) m.members.push_back(get_member(mem));
+      ArrayReader map = r.array(limits.array_len_max);
+      while (map.ok() && map.remaining() > 0) m.mappings.push_back(get_mapping(map));
+      m.want_locals = r.boolean();
+      msg = std::move(m);
+      break;
+    }
+    case MsgType::leave: msg = Leave{r.u64()}; break;
+    default: return make_error("codec.malformed", "unknown message type");
+  }
+  if (!doc->ok()) return make_error("codec.malformed", "message does not match its schema");
+  return msg;
+}
+
+}  // namespace meshd::mesh

@@ -1,0 +1,104 @@
+// Control message schemas (version 1). Every message is a msgpack array whose first
+// two fields are [version, type]; later fields are positional. Decoders accept extra
+// trailing fields (a newer minor revision may append) but nothing else unexpected.
+//
+// Shared pieces:
+//   locator  = [family, bin16 ip, port]
+//   record   = [bin chain, [locator..], [vni..], version, bin64 sig]
+//   member   = [record, state, incarnation]
+//   mapping  = [vni, bin6 mac, [[family, bin16 ip]..], bin32 owner, seq, removed, bin64 sig]
+//   update   = [0, member] | [1, bin32 node, state, incarnation] | [2, mapping]
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "crypto/bytes.hpp"
+#include "crypto/result.hpp"
+#include "mesh/codec.hpp"
+#include "mesh/types.hpp"
+
+namespace meshd::mesh {
+
+inline constexpr std::uint64_t kMessageVersion = 1;
+inline constexpr std::size_t kReasonMax = 128;
+
+enum class MsgType : std::uint8_t {
+  join_request = 1,  // [1, 1, incarnation, record]
+  join_accept = 2,   // [1, 2, [member..], [mapping..]]  first chunk; rest go as push
+  join_refuse = 3,   // [1, 3, reason]
+  ping = 4,          // [1, 4, seq, [update..]]
+  ack = 5,           // [1, 5, seq, [update..]]
+  ping_req = 6,      // [1, 6, seq, bin32 target]
+  gossip = 7,        // [1, 7, [update..]]
+  sync_request = 8,  // [1, 8, want_reply, members_digest, [[vni, digest]..]]
+  push = 9,          // [1, 9, [member..], [mapping..], want_locals]
+  leave = 10,        // [1, 10, incarnation]
+};
+
+struct MemberEntry {
+  NodeRecord record;
+  MemberState state = MemberState::alive;
+  std::uint64_t incarnation = 0;
+};
+
+struct StateUpdate {
+  NodeId node{};
+  MemberState state = MemberState::alive;
+  std::uint64_t incarnation = 0;
+};
+
+using Update = std::variant<MemberEntry, StateUpdate, EndpointMapping>;
+
+struct JoinRequest { std::uint64_t incarnation = 0; NodeRecord record; };
+struct JoinAccept { std::vector<MemberEntry> members; std::vector<EndpointMapping> mappings; };
+struct JoinRefuse { std::string reason; };
+struct Ping { std::uint64_t seq = 0; std::vector<Update> updates; };
+struct Ack { std::uint64_t seq = 0; std::vector<Update> updates; };
+struct PingReq { std::uint64_t seq = 0; NodeId target{}; };
+struct Gossip { std::vector<Update> updates; };
+struct SyncRequest {
+  bool want_reply = false;
+  std::uint64_t members_digest = 0;
+  std::vector<std::pair<std::uint32_t, std::uint64_t>> vni_digests;
+};
+struct Push {
+  std::vector<MemberEntry> members;
+  std::vector<EndpointMapping> mappings;
+  bool want_locals = false;  // "send me your own mappings for the VNIs I serve"
+};
+struct Leave { std::uint64_t incarnation = 0; };
+
+using Message = std::variant<JoinRequest, JoinAccept, JoinRefuse, Ping, Ack, PingReq, Gossip,
+                             SyncRequest, Push, Leave>;
+
+// Pieces, pre-encoded so the broadcast queue can budget bytes per message.
+Bytes encode_member(const MemberEntry& m);
+Bytes encode_mapping(const EndpointMapping& m);
+Bytes encode_update(const Update& u);
+Result<MemberEntry> decode_member(ByteSpan b, const codec::Limits& limits);
+Result<EndpointMapping> decode_mapping(ByteSpan b, const codec::Limits& limits);
+
+Bytes encode_join_request(const JoinRequest& m);
+Bytes encode_join_refuse(const JoinRefuse& m);
+Bytes encode_ping_req(const PingReq& m);
+Bytes encode_sync_request(const SyncRequest& m);
+Bytes encode_leave(const Leave& m);
+// `updates` are encode_update() outputs.
+Bytes encode_ping(std::uint64_t seq, std::span<const Bytes> updates);
+Bytes encode_ack(std::uint64_t seq, std::span<const Bytes> updates);
+Bytes encode_gossip(std::span<const Bytes> updates);
+// `members` / `mappings` are encode_member() / encode_mapping() outputs.
+Bytes encode_join_accept(std::span<const Bytes> members, std::span<const Bytes> mappings);
+Bytes encode_push(std::span<const Bytes> members, std::span<const Bytes> mappings,
+                  bool want_locals);
+
+// Errors: "codec.too_big", "codec.malformed" (also: unknown version or type, a field
+// out of range, unsorted VNI list, too many locators/IPs).
+Result<Message> decode_message(ByteSpan b, const codec::Limits& limits);
+
+}  // namespace meshd::mesh

@@ -1,0 +1,159 @@
+// What survives a restart (DESIGN.md principle 5). Tables:
+//   "members"  node id hex      -> encoded member entry (signed record, state, incarnation)
+//   "mappings" "<vni>/<mac hex>" -> encoded signed mapping (own and learned, tombstones too)
+//   "meta"     "incarnation", "record_version", "seq/<vni>/<mac hex>" -> u64 little endian
+// Stored values are decoded and verified like network input: a corrupt or stale
+// entry is skipped, never trusted.
+#include <algorithm>
+#include <charconv>
+
+#include "mesh/core_impl.hpp"
+
+namespace meshd::mesh {
+
+namespace {
+
+constexpr std::string_view kMembers = "members";
+constexpr std::string_view kMappings = "mappings";
+constexpr std::string_view kMeta = "meta";
+constexpr std::string_view kSeqPrefix = "seq/";
+
+Bytes u64_bytes(std::uint64_t v) {
+  ByteWriter w;
+  w.u64(v);
+  return w.take();
+}
+
+std::optional<std::uint64_t> read_u64(ByteSpan b) {
+  ByteReader r(b);
+  std::uint64_t v = r.u64();
+  if (!r.at_end()) return std::nullopt;
+  return v;
+}
+
+std::string map_key_str(const MapKey& k) { return std::to_string(k.vni) + "/" + to_hex(k.mac); }
+
+std::optional<MapKey> parse_map_key(std::string_view s) {
+  auto slash = s.find('/');
+  if (slash == std::string_view::npos) return std::nullopt;
+  MapKey k;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + slash, k.vni);
+  if (ec != std::errc() || p != s.data() + slash) return std::nullopt;
+  Bytes mac;
+  if (!from_hex(s.substr(slash + 1), mac) || mac.size() != k.mac.size()) return std::nullopt;
+  std::copy(mac.begin(), mac.end(), k.mac.begin());
+  return k;
+}
+
+}  // namespace
+
+void MeshCore::Impl::load_meta() {
+  if (storage_ == nullptr) return;
+  if (auto b = storage_->get(kMeta, "incarnation")) {
+    // A restart announces a higher incarnation than anything said before the crash,
+    // so "alive" beats a "failed" others may have recorded meanwhile.
+    if (auto v = read_u64(*b)) incarnation_ = *v + 1;
+  }
+  persist_incarnation();
+  if (auto b = storage_->get(kMeta, "record_version")) {
+    if (auto v = read_u64(*b)) self_.version = std::max(self_.version, *v + 1);
+  }
+  persist_record_version();
+  storage_->for_each(kMeta, [&](std::string_view key, ByteSpan value) {
+    if (key.substr(0, kSeqPrefix.size()) != kSeqPrefix) return;
+    auto k = parse_map_key(key.substr(kSeqPrefix.size()));
+    auto v = read_u64(value);
+    if (k && v && own_seqs_.size() < cfg_.mappings_max) own_seqs_[*k] = *v;
+  });
+}
+
+void MeshCore::Impl::restore(std::uint64_t now) {
+  if (storage_ == nullptr) return;
+  std::vector<MemberEntry> members;
+  storage_->for_each(kMembers, [&](std::string_view, ByteSpan value) {
+    auto e = decode_member(value, limits_);
+    if (e.ok()) members.push_back(std::move(e.value()));
+  });
+  for (const MemberEntry& e : members) {
+    const NodeId id = e.record.id();
+    if (id == self_.id() || members_.count(id) != 0 || refused_.count(id) != 0) continue;
+    if (members_.size() >= cfg_.members_max) {
+      ++counters_.drop_table_full;
+      continue;
+    }
+    if (!verify_record(now, e.record)) {
+      ++counters_.drop_bad_signature;
+      continue;
+    }
+    Member m;
+    m.info.record = e.record;
+    m.info.state = e.state;
+    m.info.incarnation = e.incarnation;
+    m.info.state_since_ms = now;
+    m.suspect_deadline_ms = now + cfg_.suspicion_timeout_ms;
+    Member& added = members_[id] = std::move(m);
+    if (e.state == MemberState::alive || e.state == MemberState::suspect) {
+      emit(MeshEvent{MeshEvent::Kind::member_up, added.info, std::nullopt, id, {}});
+    }
+  }
+
+  std::vector<EndpointMapping> maps;
+  storage_->for_each(kMappings, [&](std::string_view, ByteSpan value) {
+    auto m = decode_mapping(value, limits_);
+    if (m.ok()) maps.push_back(std::move(m.value()));
+  });
+  // Own mappings first: they decide which VNIs we serve, which decides what we keep.
+  bool vnis_changed = false;
+  for (const EndpointMapping& m : maps) {
+    if (m.owner != self_.id() || !m.verify_signature()) continue;
+    if (mappings_.size() >= cfg_.mappings_max) break;
+    const MapKey k{m.vni, m.mac};
+    mappings_[k] = MappingEntry{m, now};
+    auto s = own_seqs_.find(k);
+    if (s == own_seqs_.end() || s->second < m.seq) own_seqs_[k] = m.seq;
+    if (!m.removed && !serves(m.vni) && self_.vnis.size() < kVnisServedMax) {
+      self_.vnis.insert(std::upper_bound(self_.vnis.begin(), self_.vnis.end(), m.vni), m.vni);
+      vnis_changed = true;
+    }
+  }
+  if (vnis_changed) bump_record(now);
+  for (const EndpointMapping& m : maps) {
+    if (m.owner == self_.id()) continue;
+    apply_mapping(now, m);  // same checks as network input; emits mapping_upsert
+  }
+}
+
+void MeshCore::Impl::persist_member(const Member& m) {
+  if (storage_ == nullptr) return;
+  Bytes v = encode_member(MemberEntry{m.info.record, m.info.state, m.info.incarnation});
+  storage_->put(kMembers, to_hex(m.info.id()), v);
+}
+
+void MeshCore::Impl::unpersist_member(const NodeId& id) {
+  if (storage_ != nullptr) storage_->del(kMembers, to_hex(id));
+}
+
+void MeshCore::Impl::persist_mapping(const EndpointMapping& m) {
+  if (storage_ == nullptr) return;
+  storage_->put(kMappings, map_key_str(MapKey{m.vni, m.mac}), encode_mapping(m));
+}
+
+void MeshCore::Impl::unpersist_mapping(const MapKey& k) {
+  if (storage_ != nullptr) storage_->del(kMappings, map_key_str(k));
+}
+
+void MeshCore::Impl::persist_incarnation() {
+  if (storage_ != nullptr) storage_->put(kMeta, "incarnation", u64_bytes(incarnation_));
+}
+
+void MeshCore::Impl::persist_record_version() {
+  if (storage_ != nullptr) storage_->put(kMeta, "record_version", u64_bytes(self_.version));
+}
+
+void MeshCore::Impl::persist_seq(const MapKey& k, std::uint64_t seq) {
+  if (storage_ != nullptr) {
+    storage_->put(kMeta, std::string(kSeqPrefix) + map_key_str(k), u64_bytes(seq));
+  }
+}
+
+}  // namespace meshd::mesh

@@ -1,0 +1,65 @@
+#include "mesh/types.hpp"
+
+namespace meshd::mesh {
+
+namespace {
+
+// Domain separation: a signature over one kind of record can never be replayed as
+// another kind (or as a certificate, which signs its own fixed layout).
+constexpr std::string_view kNodeRecordDomain = "meshd node-record v1";
+constexpr std::string_view kMappingDomain = "meshd endpoint-mapping v1";
+
+void put_ip(ByteWriter& w, const IpAddr& ip) {
+  w.u8(ip.family);
+  w.raw(ip.bytes);
+}
+
+}  // namespace
+
+Bytes NodeRecord::signed_bytes() const {
+  ByteWriter w;
+  w.str(kNodeRecordDomain);
+  Bytes chain_bytes = chain.encode();
+  w.u32(static_cast<std::uint32_t>(chain_bytes.size()));
+  w.raw(chain_bytes);
+  w.u8(static_cast<std::uint8_t>(locators.size()));
+  for (const Locator& l : locators) {
+    put_ip(w, l.ip);
+    w.u16(l.port);
+  }
+  w.u32(static_cast<std::uint32_t>(vnis.size()));
+  for (std::uint32_t v : vnis) w.u32(v);
+  w.u64(version);
+  return w.take();
+}
+
+void NodeRecord::sign(const crypto::SigningKey& node_key) { sig = node_key.sign(signed_bytes()); }
+
+bool NodeRecord::verify_signature() const {
+  if (locators.size() > kLocatorsMax || vnis.size() > kVnisServedMax) return false;
+  return crypto::verify(id(), signed_bytes(), sig);
+}
+
+Bytes EndpointMapping::signed_bytes() const {
+  ByteWriter w;
+  w.str(kMappingDomain);
+  w.u32(vni);
+  w.raw(mac);
+  w.u8(static_cast<std::uint8_t>(ips.size()));
+  for (const IpAddr& ip : ips) put_ip(w, ip);
+  w.raw(owner);
+  w.u64(seq);
+  w.u8(removed ? 1 : 0);
+  return w.take();
+}
+
+void EndpointMapping::sign(const crypto::SigningKey& owner_key) {
+  sig = owner_key.sign(signed_bytes());
+}
+
+bool EndpointMapping::verify_signature() const {
+  if (ips.size() > kEndpointIpsMax) return false;
+  return crypto::verify(owner, signed_bytes(), sig);
+}
+
+}  // namespace meshd::mesh
