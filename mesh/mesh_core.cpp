@@ -98,7 +98,12 @@ std::vector<NodeId> MeshCore::Impl::live_members() const {
 }
 
 std::size_t MeshCore::Impl::transmit_limit() const {
-  double n = static_cast<double>(live_members().size() + 1);
+  // Counted, not collected: this runs for every outgoing ping, ack and gossip.
+  std::size_t live = 0;
+  for (const auto& [id, m] : members_) {
+    live += m.info.state == MemberState::alive || m.info.state == MemberState::suspect;
+  }
+  double n = static_cast<double>(live + 1);
   auto rounds = static_cast<std::size_t>(std::ceil(std::log10(n + 1)));
   return std::max<std::size_t>(1, cfg_.retransmit_mult * std::max<std::size_t>(rounds, 1));
 }
