@@ -92,7 +92,12 @@ Result<IpPrefix> IpPrefix::parse(std::string_view s) {
   return p;
 }
 
-std::string IpPrefix::str() const { return addr.str() + "/" + std::to_string(len); }
+std::string IpPrefix::str() const {
+  std::string out = addr.str();
+  out.push_back('/');
+  out.append(std::to_string(len));
+  return out;
+}
 
 Result<Locator> Locator::parse(std::string_view s) {
   auto bad = [&] {
@@ -125,8 +130,15 @@ Result<Locator> Locator::parse(std::string_view s) {
 }
 
 std::string Locator::str() const {
-  if (ip.is_v6()) return "[" + ip.str() + "]:" + std::to_string(port);
-  return ip.str() + ":" + std::to_string(port);
+  // Built by appends: GCC 12 at -O2 reports a false -Wrestrict on chained operator+.
+  std::string out;
+  out.reserve(INET6_ADDRSTRLEN + 8);
+  if (ip.is_v6()) out.push_back('[');
+  out.append(ip.str());
+  if (ip.is_v6()) out.push_back(']');
+  out.push_back(':');
+  out.append(std::to_string(port));
+  return out;
 }
 
 Result<MacAddr> parse_mac(std::string_view s) {

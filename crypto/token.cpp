@@ -54,8 +54,9 @@ Bytes signed_part(const PublicKey& root_pub, const Token& t) {
 }
 
 Bytes sig_message(ByteSpan signed_bytes) {
-  Bytes m(kSigContext.begin(), kSigContext.end());
-  m.insert(m.end(), signed_bytes.begin(), signed_bytes.end());
+  Bytes m(kSigContext.size() + signed_bytes.size());
+  std::memcpy(m.data(), kSigContext.data(), kSigContext.size());
+  if (!signed_bytes.empty()) std::memcpy(m.data() + kSigContext.size(), signed_bytes.data(), signed_bytes.size());
   return m;
 }
 
@@ -105,7 +106,7 @@ Result<Token> parse_token(std::string_view text) {
   if (text.substr(0, kPrefix.size()) != kPrefix) return format_error("not a meshd join token (expected 'meshd1.')");
   text.remove_prefix(kPrefix.size());
 
-  if (!std::all_of(text.begin(), text.end(), is_base64url)) return format_error("token is not valid base64url");
+  if (text.empty() || !std::all_of(text.begin(), text.end(), is_base64url)) return format_error("token is not valid base64url");
   Bytes body(text.size());  // base64 decodes to fewer bytes than characters
   std::size_t body_len = 0;
   const char* end = nullptr;

@@ -29,34 +29,35 @@ bool is_keepalive(ByteSpan plain) {
   return (plain[3] & wire::kFlagKeepalive) != 0 && plain[0] == 0 && plain[1] == 0 && plain[2] == 0;
 }
 
+// Outside Impl so that their default member initialisers are complete where used.
+struct Handshake {
+  std::optional<NoiseHandshake> noise;  // nullopt if the last attempt could not be built
+  std::uint32_t local_index = 0;
+  std::uint64_t started_ms = 0;
+  std::uint64_t next_retry_ms = 0;
+  std::uint32_t attempts = 0;
+};
+
+struct Peer {
+  NodeId id{};
+  PublicKey dh_pub{};
+  Mac1Key mac1_key{};  // for packets we send to this peer
+  std::vector<Locator> locators;
+  std::optional<Locator> endpoint;
+  std::unique_ptr<Session> current, previous, next;
+  std::optional<CertChain> chain, next_chain;
+  std::optional<Handshake> hs;
+  std::deque<Bytes> queue;
+  std::uint64_t rx_bytes = 0, tx_bytes = 0, last_handshake_ms = 0;
+  std::uint64_t last_recv_data_ms = 0;
+  bool unanswered = false;         // data received, nothing sent since (passive keepalive)
+  bool data_since_session = false;  // the current session carried data (worth rekeying)
+  bool reported_up = false;
+};
+
 }  // namespace
 
 struct TunnelManager::Impl {
-  struct Handshake {
-    std::optional<NoiseHandshake> noise;  // nullopt if the last attempt could not be built
-    std::uint32_t local_index = 0;
-    std::uint64_t started_ms = 0;
-    std::uint64_t next_retry_ms = 0;
-    std::uint32_t attempts = 0;
-  };
-
-  struct Peer {
-    NodeId id{};
-    PublicKey dh_pub{};
-    Mac1Key mac1_key{};  // for packets we send to this peer
-    std::vector<Locator> locators;
-    std::optional<Locator> endpoint;
-    std::unique_ptr<Session> current, previous, next;
-    std::optional<CertChain> chain, next_chain;
-    std::optional<Handshake> hs;
-    std::deque<Bytes> queue;
-    std::uint64_t rx_bytes = 0, tx_bytes = 0, last_handshake_ms = 0;
-    std::uint64_t last_recv_data_ms = 0;
-    bool unanswered = false;         // data received, nothing sent since (passive keepalive)
-    bool data_since_session = false;  // the current session carried data (worth rekeying)
-    bool reported_up = false;
-  };
-
   Impl(LocalIdentity s, TunnelConfig c, Random& r)
       : self(std::move(s)), cfg(c), rng(r), prologue(noise_prologue(self.root_pub)),
         chain_bytes(self.chain.encode()), self_mac1(mac1_key_for(self.dh_key.public_key())) {
@@ -421,8 +422,9 @@ struct TunnelManager::Impl {
     install_current(*p, std::make_unique<Session>(*keys, idx, resp->sender_index, now_ms, true));
     p->endpoint = from;
     session_established(*p, now_ms, *chain);
+    bool had_queue = !p->queue.empty();
     flush_queue(*p, now_ms);
-    if (p->queue.empty() && !p->unanswered) send_keepalive(*p, now_ms);  // confirms the session
+    if (!had_queue) send_keepalive(*p, now_ms);  // the responder needs one packet to confirm
     touch(*p);
   }
 
@@ -517,7 +519,7 @@ TunnelManager::TunnelManager(LocalIdentity self, TunnelConfig cfg, Random& rng)
 TunnelManager::~TunnelManager() = default;
 
 void TunnelManager::set_peer(const NodeId& id, const PublicKey& dh_pub, std::vector<Locator> locators) {
-  Impl::Peer* p = impl_->find_or_add(id);
+  Peer* p = impl_->find_or_add(id);
   if (p == nullptr) return;
   impl_->set_dh(*p, dh_pub);
   if (locators.size() > kPeerLocatorsMax) locators.resize(kPeerLocatorsMax);
@@ -525,7 +527,7 @@ void TunnelManager::set_peer(const NodeId& id, const PublicKey& dh_pub, std::vec
 }
 
 void TunnelManager::remove_peer(const NodeId& id) {
-  Impl::Peer* p = impl_->find(id);
+  Peer* p = impl_->find(id);
   if (p == nullptr) return;
   impl_->clear_sessions(*p);
   impl_->peers.erase(id);
@@ -533,7 +535,7 @@ void TunnelManager::remove_peer(const NodeId& id) {
 
 void TunnelManager::refuse(const NodeId& id) {
   impl_->refused.insert(id);
-  Impl::Peer* p = impl_->find(id);
+  Peer* p = impl_->find(id);
   if (p == nullptr) return;
   impl_->clear_sessions(*p);
   p->queue.clear();
@@ -543,7 +545,7 @@ void TunnelManager::refuse(const NodeId& id) {
 
 bool TunnelManager::send(std::uint64_t now_ms, const NodeId& to, ByteSpan plaintext) {
   Impl& m = *impl_;
-  Impl::Peer* p = m.find(to);
+  Peer* p = m.find(to);
   if (p == nullptr || m.refused.count(to) != 0) return false;
   if (plaintext.size() > kPlaintextMax) {
     ++m.counters.drop_malformed;
@@ -568,7 +570,7 @@ bool TunnelManager::send(std::uint64_t now_ms, const NodeId& to, ByteSpan plaint
 std::size_t TunnelManager::seal_in_place(std::uint64_t now_ms, const NodeId& to, std::span<std::uint8_t> buf,
                                          std::size_t plaintext_len, Locator& out_to) {
   Impl& m = *impl_;
-  Impl::Peer* p = m.find(to);
+  Peer* p = m.find(to);
   if (p == nullptr || !m.usable(p->current.get(), now_ms) || !p->endpoint) return 0;
   std::size_t n = p->current->seal_in_place(buf, plaintext_len);
   if (n == 0) return 0;
@@ -601,7 +603,7 @@ void TunnelManager::handle_datagram(std::uint64_t now_ms, const Locator& from, B
     case wire::PacketType::transport: {
       std::span<std::uint8_t> buf(m.scratch.data(), d.size());
       std::memcpy(buf.data(), d.data(), d.size());
-      Impl::Peer* p = nullptr;
+      Peer* p = nullptr;
       std::span<std::uint8_t> plain;
       if (m.open_transport(now_ms, from, buf, p, plain) == Impl::OpenOutcome::data) {
         TunnelEvent ev;
@@ -625,7 +627,7 @@ bool TunnelManager::open_in_place(std::uint64_t now_ms, const Locator& from, std
   if (datagram.empty() || datagram[0] != static_cast<std::uint8_t>(wire::PacketType::transport)) return false;
   ++m.counters.rx_datagrams;
   m.counters.rx_bytes += datagram.size();
-  Impl::Peer* p = nullptr;
+  Peer* p = nullptr;
   std::span<std::uint8_t> plain;
   switch (m.open_transport(now_ms, from, datagram, p, plain)) {
     case Impl::OpenOutcome::dropped:

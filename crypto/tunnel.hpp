@@ -86,7 +86,8 @@ struct TunnelTransmit {
 
 struct TunnelEvent {
   enum class Kind {
-    peer_up,     // a session is (newly) established; chain = verified peer chain
+    peer_up,     // first session after being down, or the peer's chain changed on a rekey;
+                 // chain = verified peer chain (plain rekeys do not repeat it)
     peer_down,   // all sessions expired or handshakes gave up
     received,    // authenticated plaintext (vni | flags | payload) from `peer`
     rejected,    // handshake from `peer` refused; `reason` says why (e.g. "cert.expired")
@@ -131,7 +132,8 @@ class TunnelManager {
   // Fast path for transport packets: decrypts in place. On success returns true and
   // sets `out_peer` and `out_plain` (a view into `datagram`). Non-transport packets
   // and failures return false (handshakes are then passed to handle_datagram by the
-  // caller; failures are already counted).
+  // caller; failures are already counted). A keepalive is consumed here: true with an
+  // empty `out_plain` (nothing to deliver).
   bool open_in_place(std::uint64_t now_ms, const Locator& from, std::span<std::uint8_t> datagram,
                      NodeId& out_peer, std::span<std::uint8_t>& out_plain);
 

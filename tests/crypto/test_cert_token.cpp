@@ -129,24 +129,18 @@ TEST_CASE("cert: decode rejects bad versions, trailing bytes, bounds, VNI 0 and 
     (void)b;
   }
   {
-    // A list length beyond kScopeVnisMax.
-    ByteWriter w;
-    w.u8(1);
-    w.u8(1);
-    w.raw(Bytes(48, 0));
-    w.u8(0);
-    w.u16(static_cast<std::uint16_t>(kScopeVnisMax + 1));
-    for (std::size_t i = 1; i <= kScopeVnisMax + 1; ++i) w.u24(static_cast<std::uint32_t>(i));
-    w.raw(Bytes(8 + 8 + 4 + 64, 0));
-    CHECK_FALSE(EnrollmentCert::decode(w.bytes()).ok());
-    // A length that claims more than is there.
-    ByteWriter v;
-    v.u8(1);
-    v.u8(1);
-    v.raw(Bytes(48, 0));
-    v.u8(0);
-    v.u16(4000);
-    CHECK_FALSE(EnrollmentCert::decode(v.bytes()).ok());
+    // A list longer than kScopeVnisMax (encode writes what it is given; decode refuses).
+    EnrollmentCert c = id.chain.enrollment;
+    c.scope.vnis.clear();
+    for (std::uint32_t v = 1; v <= kScopeVnisMax + 1; ++v) c.scope.vnis.push_back(v);
+    CHECK_FALSE(EnrollmentCert::decode(c.encode()).ok());
+    c.scope.vnis.pop_back();
+    CHECK(EnrollmentCert::decode(c.encode()).ok());
+    // A count that claims more entries than are there (scope starts at offset 2 + 32 + 16).
+    Bytes b = id.chain.enrollment.encode();
+    b[51] = 0xA0;
+    b[52] = 0x0F;  // 4000
+    CHECK_FALSE(EnrollmentCert::decode(b).ok());
   }
   // Non-printable name.
   NodeCert n = id.chain.node;
@@ -206,6 +200,8 @@ TEST_CASE("token: create, encode, parse") {
   CHECK(verify_chain(p->root_pub, CertChain{p->enrollment, nc}, kNow_s).ok());
 
   CHECK(parse_token("").error().code == "token.format");
+  CHECK(parse_token("meshd1.").error().code == "token.format");
+  CHECK(parse_token("  meshd1.  ").error().code == "token.format");
   CHECK(parse_token("meshd2." + text.substr(7)).error().code == "token.format");
   CHECK(parse_token(text + "=").error().code == "token.format");
   CHECK(parse_token(text.substr(0, text.size() - 4)).error().code == "token.format");
