@@ -72,14 +72,12 @@ void Daemon::on_control(const ControlRequest& req, ControlServer::Respond respon
     case ControlCmd::attach: respond(handle_attach(req)); break;
     case ControlCmd::detach: respond(handle_detach(req)); break;
     case ControlCmd::leave: begin_leave(std::move(respond)); return;
-    case ControlCmd::revoke:
-      respond(error_response(1, "revoke is not implemented yet"));
-      return;
+    case ControlCmd::revoke: respond(handle_revoke(req)); break;
   }
   pump(now_ms());
 }
 
-Status Daemon::attach_one(dp::Attachment a, bool persist, dp::Attachment* out) {
+Status Daemon::attach_one(dp::Attachment a, bool restoring, dp::Attachment* out) {
   const bool had_vni = devices_->tap(a.vni) != nullptr;
   const auto cleanup_vni = [&] {
     const bool used = std::any_of(attachments_.begin(), attachments_.end(),
@@ -99,12 +97,26 @@ Status Daemon::attach_one(dp::Attachment a, bool persist, dp::Attachment* out) {
   }
   std::vector<IpAddr> addrs;
   for (const auto& p : r->ips) addrs.push_back(p.addr);
+  if (restoring) {
+    // Restart: the mesh restored our old claim and would keep it as is. Withdraw and
+    // publish again so the claim carries a higher seq than anything seen before the
+    // crash (a MAC that moved here meanwhile is won back; the tombstone's lower seq
+    // can never win over the new claim, whatever order peers receive them in).
+    const auto& self = id_.chain.node_id();
+    for (const auto& m : mesh_->mappings()) {
+      if (m.owner == self && m.vni == r->vni && m.mac == r->mac && !m.removed) {
+        (void)mesh_->withdraw_endpoint(now_ms(), r->vni, r->mac);
+        break;
+      }
+    }
+  }
   if (auto st = mesh_->publish_endpoint(now_ms(), r->vni, r->mac, std::move(addrs)); !st) {
     (void)devices_->detach(*r);
     cleanup_vni();
     return st.error();
   }
-  if (persist) store_->put_attachment(*r);
+  // On restore the record is rewritten too: the devices may have new host-side names.
+  store_->put_attachment(*r);
   const auto key = attachment_key(*r);
   auto it = std::find_if(attachments_.begin(), attachments_.end(),
                          [&](const dp::Attachment& e) { return attachment_key(e) == key; });
@@ -147,7 +159,7 @@ json Daemon::handle_attach(const ControlRequest& req) {
   a.mac = req.mac.value_or(MacAddr{});
   a.ips = req.ips;
   dp::Attachment done;
-  if (auto st = attach_one(std::move(a), true, &done); !st) {
+  if (auto st = attach_one(std::move(a), false, &done); !st) {
     spdlog::warn("attach to VNI {} failed: {}", req.vni, st.error().message);
     return error_response(exit_code_for(st.error()), st.error().message);
   }
@@ -186,6 +198,22 @@ json Daemon::handle_detach(const ControlRequest& req) {
   spdlog::info("detached {} from VNI {} ({}{})", mac_str(a.mac), a.vni, a.netns ? "netns " + *a.netns + ", " : "",
                a.ifname);
   return with_ok(attachment_json(a));
+}
+
+json Daemon::handle_revoke(const ControlRequest& req) {
+  if (!req.revocation) return error_response(2, "revoke needs a signed revocation");
+  const auto& r = *req.revocation;
+  if (auto st = mesh_->revoke(now_ms(), r); !st) {
+    const auto& code = st.error().code;
+    const int exit_code = code == "mesh.bad_revocation" || code == "mesh.revoke_self" ? 2 : 1;
+    return error_response(exit_code, st.error().message);
+  }
+  // The mesh also reports node_revoked; refusing here too makes the effect immediate.
+  tunnel_->refuse(r.node);
+  chains_.erase(r.node);
+  fib_dirty_ = true;
+  spdlog::info("revoked node {}", crypto::node_id_short(r.node));
+  return with_ok(json{{"node_id", crypto::node_id_hex(r.node)}});
 }
 
 void Daemon::reattach_stored() {

@@ -2,6 +2,10 @@
 
 #include "agent/parse.hpp"
 
+#include <algorithm>
+
+#include "crypto/keys.hpp"
+
 namespace meshd::agent {
 
 namespace {
@@ -93,9 +97,24 @@ Result<ControlRequest> parse_control_request(std::string_view line) {
   }
   if (r.cmd == ControlCmd::revoke) {
     auto node = opt_string(j, "node", err);
+    auto reason = opt_string(j, "reason", err);
+    auto sig = opt_string(j, "sig", err);
     if (err) return *err;
-    if (!node || node->empty()) return bad("'node' missing");
-    r.node = *node;
+    const json* issued = field(j, "issued_s");
+    if (!node || !sig || !issued || !issued->is_number_unsigned()) {
+      return bad("revoke needs 'node', 'issued_s' and 'sig'");
+    }
+    auto id = crypto::parse_node_id(*node);
+    Bytes sig_bytes;
+    if (!id) return bad("'node' must be 64 hex characters");
+    if (!from_hex(*sig, sig_bytes) || sig_bytes.size() != 64) return bad("'sig' must be 128 hex characters");
+    if (reason && reason->size() > mesh::kRevocationReasonMax) return bad("'reason' too long");
+    mesh::Revocation rev;
+    rev.node = *id;
+    rev.issued_s = issued->get<std::uint64_t>();
+    rev.reason = reason.value_or("");
+    std::copy(sig_bytes.begin(), sig_bytes.end(), rev.sig.begin());
+    r.revocation = std::move(rev);
   }
   return r;
 }
@@ -116,7 +135,12 @@ nlohmann::json encode_control_request(const ControlRequest& r) {
     j["ips"] = std::move(ips);
     if (r.mac) j["mac"] = mac_str(*r.mac);
   }
-  if (r.cmd == ControlCmd::revoke) j["node"] = r.node;
+  if (r.cmd == ControlCmd::revoke && r.revocation) {
+    j["node"] = crypto::node_id_hex(r.revocation->node);
+    j["issued_s"] = r.revocation->issued_s;
+    j["reason"] = r.revocation->reason;
+    j["sig"] = to_hex(r.revocation->sig);
+  }
   return j;
 }
 

@@ -16,6 +16,7 @@
 
 #include "crypto/address.hpp"
 #include "crypto/result.hpp"
+#include "mesh/types.hpp"
 
 namespace meshd::agent {
 
@@ -30,7 +31,7 @@ struct ControlRequest {
   std::vector<IpPrefix> ips;
   std::optional<MacAddr> mac;
   std::optional<std::string> ifname;
-  std::string node;  // revoke
+  std::optional<mesh::Revocation> revocation;  // revoke: signed by the CLI with root.key
 };
 
 // Error code "control.bad_request"; the message says what is wrong.

@@ -1,5 +1,6 @@
 #include "agent/daemon.hpp"
 
+#include <sodium.h>
 #include <spdlog/spdlog.h>
 
 #include <csignal>
@@ -17,6 +18,26 @@ void fail_line(const std::string& msg) { std::fprintf(stderr, "meshd: %s\n", msg
 template <typename F>
 void start_timer(uv_timer_t* t, std::uint64_t delay_ms) {
   uv_timer_start(t, [](uv_timer_t* h) { F::fire(static_cast<Daemon*>(h->data)); }, delay_ms, 0);
+}
+
+// Codes from the mesh and tunnel, said for a human; the code stays for searching.
+std::string refusal_text(const std::string& reason) {
+  struct Known {
+    const char* code;
+    const char* text;
+  };
+  static constexpr Known kKnown[] = {
+      {"token.used_up", "the token has already been used as many times as it allows"},
+      {"token.expired", "the token has expired"},
+      {"token.revoked", "the token has been revoked"},
+      {"cert.expired", "the certificate has expired"},
+      {"cert.not_yet_valid", "the certificate is not valid yet (check the clocks)"},
+      {"cert.bad_root_signature", "the token is not from this mesh's root key"},
+  };
+  for (const auto& k : kKnown) {
+    if (reason == k.code) return std::string(k.text) + " (" + k.code + ")";
+  }
+  return reason;
 }
 
 // Clears what a failed or abandoned join wrote, so the directory is "not enrolled".
@@ -159,6 +180,8 @@ int Daemon::start() {
       set_tunnel_peer(c.id, c.dh_pub, c.locators);
       contacts.push_back(std::move(c));
     }
+    // The enrollment secret has done its work (the node cert is signed).
+    sodium_memzero(opt_.token->enroll_seed.data(), opt_.token->enroll_seed.size());
     spdlog::info("joining mesh {} through {} bootstrap peer(s)", opt_.token->mesh_id(), contacts.size());
     mesh_->join(now, std::move(contacts));
     struct JoinTimeout {
@@ -240,7 +263,7 @@ void Daemon::on_join_refused(const std::string& reason) {
     spdlog::warn("a member refused this node: {}", reason);
     return;
   }
-  fail_line("join refused: " + reason);
+  fail_line("join refused: " + refusal_text(reason));
   clear_mesh_tables(*store_);
   stop(2);
 }

@@ -116,11 +116,12 @@ class Daemon {
   void on_control(const ControlRequest& req, ControlServer::Respond respond);
   nlohmann::json handle_attach(const ControlRequest& req);
   nlohmann::json handle_detach(const ControlRequest& req);
+  nlohmann::json handle_revoke(const ControlRequest& req);
   nlohmann::json status_json() const;
   nlohmann::json peers_json() const;
   nlohmann::json endpoints_json() const;
   void reattach_stored();
-  Status attach_one(dp::Attachment a, bool persist, dp::Attachment* out);
+  Status attach_one(dp::Attachment a, bool restoring, dp::Attachment* out);
 
   // metrics.cpp
   nlohmann::json counters_json() const;

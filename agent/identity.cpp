@@ -35,7 +35,7 @@ Result<crypto::SigningKey> read_root_key(const std::string& path) {
     if (errno == ENOENT) {
       return make_error("token.no_root",
                         "this node does not hold the mesh root key (" + path +
-                            "); create tokens on the node where the mesh was initialised");
+                            "); run this on the node where the mesh was initialised");
     }
     return make_error("token.io", "cannot read " + path + ": " + std::strerror(errno));
   }
@@ -67,6 +67,10 @@ bool file_exists(const std::string& path) {
 }  // namespace
 
 std::string root_key_path(const std::string& state_dir) { return state_dir + "/root.key"; }
+
+Result<crypto::SigningKey> load_root_key(const std::string& state_dir) {
+  return read_root_key(root_key_path(state_dir));
+}
 
 std::string default_node_name() {
   char host[256] = {};

@@ -38,6 +38,10 @@ StoredIdentity enroll_with_token(const crypto::Token& token, const std::string& 
                                  const std::string& listen, crypto::Random& rng,
                                  std::uint64_t now_s);
 
+// DIR/root.key. Errors: "token.no_root" (bad input: this node does not hold it),
+// "token.io".
+Result<crypto::SigningKey> load_root_key(const std::string& state_dir);
+
 crypto::LocalIdentity local_identity(const StoredIdentity& id);
 
 std::string root_key_path(const std::string& state_dir);

@@ -1,2 +1,3 @@
-// Placeholder until the agent lands (replaced by agent/cli.cpp wiring).
-int main() { return 1; }
+#include "agent/cli.hpp"
+
+int main(int argc, char** argv) { return meshd::agent::cli_main(argc, argv); }

@@ -117,6 +117,20 @@ void Daemon::on_mesh_event(std::uint64_t, mesh::MeshEvent& ev) {
       chains_.erase(ev.node);
       fib_dirty_ = true;
       break;
+    case K::node_revoked:
+      if (ev.node == id_.chain.node_id()) {
+        // The mesh root revoked us: nobody will talk to this node again.
+        spdlog::error("this node has been revoked by the mesh root; stopping");
+        stop(1);
+        break;
+      }
+      spdlog::info("node revoked: {}", ev.member ? member_label(*ev.member) : crypto::node_id_short(ev.node));
+      tunnel_->refuse(ev.node);
+      chains_.erase(ev.node);
+      tunnel_peers_.erase(ev.node);
+      store_->del_contact(ev.node);
+      fib_dirty_ = true;
+      break;
     case K::mapping_conflict:
       if (ev.mapping) {
         spdlog::warn("duplicate claim for MAC {} in VNI {} (losing owner {})", mac_str(ev.mapping->mac),

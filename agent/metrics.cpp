@@ -32,6 +32,13 @@ nlohmann::json Daemon::counters_json() const {
   c["mesh_probes_sent"] = m.probes_sent;
   c["mesh_probe_failures"] = m.probe_failures;
   c["mesh_suspicions"] = m.suspicions;
+  c["mesh_drop_unserved"] = m.drop_unserved;
+  c["mesh_drop_unknown_owner"] = m.drop_unknown_owner;
+  c["mesh_drop_refused"] = m.drop_refused;
+  c["mesh_drop_queue_full"] = m.drop_queue_full;
+  c["mesh_refutations"] = m.refutations;
+  c["mesh_joins_refused"] = m.joins_refused;
+  c["mesh_drop_revoked"] = m.drop_revoked;
 
   const auto& f = forwarder_.counters();
   c["fwd_tx_unicast"] = f.tx_unicast;

@@ -85,7 +85,12 @@ StoredIdentity::~StoredIdentity() {
 }
 
 Result<std::unique_ptr<Store>> Store::open(const std::string& state_dir) {
+  // Parents as `mkdir -p` would make them; the state directory itself owner-only.
+  for (std::size_t pos = state_dir.find('/', 1); pos != std::string::npos; pos = state_dir.find('/', pos + 1)) {
+    ::mkdir(state_dir.substr(0, pos).c_str(), 0755);
+  }
   if (auto s = make_dir(state_dir); !s) return s.error();
+  ::chmod(state_dir.c_str(), 0700);  // it holds node secrets (and maybe the root key)
   const std::string db_dir = state_dir + "/db";
   if (auto s = make_dir(db_dir); !s) return s.error();
   chmod(db_dir.c_str(), 0700);

@@ -1,6 +1,7 @@
 #include "agent/udp_socket.hpp"
 
 #include <fcntl.h>
+#include <algorithm>
 #include <unistd.h>
 
 #include <cerrno>
@@ -88,7 +89,7 @@ Status UdpSocket::open(const Locator& listen) {
 }
 
 std::size_t UdpSocket::recv_batch(std::span<std::span<std::uint8_t>> bufs, std::span<Datagram> out) {
-  const std::size_t n = std::min({bufs.size(), out.size(), kUdpRxBatch});
+  const std::size_t n = std::min<std::size_t>({bufs.size(), out.size(), kUdpRxBatch});
   std::array<mmsghdr, kUdpRxBatch> msgs{};
   std::array<iovec, kUdpRxBatch> iov{};
   std::array<sockaddr_storage, kUdpRxBatch> addrs{};
