@@ -4,6 +4,7 @@
 //                   token over-use, leave, reaping
 //   probe.cpp       failure detection: direct + indirect probes, suspicion, gossip tick
 //   mapping_store.cpp  endpoint mappings: publish/withdraw, apply, anti-entropy
+//   revocation.cpp  root-signed node revocations: verify, store, enforce, spread
 //   persist.cpp     storage load/save
 // Not a public header: only mesh/*.cpp include it.
 #pragma once
@@ -71,6 +72,9 @@ struct MeshCore::Impl {
   std::map<MapKey, MappingEntry> mappings_;   // bound: cfg_.mappings_max
   std::map<MapKey, std::uint64_t> own_seqs_;  // bound: cfg_.mappings_max
   bool self_refused_reported_ = false;
+  std::map<NodeId, Revocation> revocations_;  // bound: cfg_.revocations_max; never evicted
+  std::uint64_t revocations_digest_ = 0;      // XOR of per-node hashes: order-free, O(1) update
+  bool self_revoked_ = false;                 // we learned our own revocation: quiet for good
 
   // ---- queues
   BroadcastQueue broadcasts_;
@@ -126,7 +130,8 @@ struct MeshCore::Impl {
   void send_join_requests(std::uint64_t now);
   void send_members_and_mappings(const NodeId& to, bool as_join_accept,
                                  const std::vector<const EndpointMapping*>& maps,
-                                 bool include_members, bool want_locals = false);
+                                 bool include_members, bool want_locals = false,
+                                 bool include_revocations = false);
   void reap(std::uint64_t now);
   void refute(std::uint64_t now, std::uint64_t heard_inc);
 
@@ -161,6 +166,17 @@ struct MeshCore::Impl {
   void on_push(std::uint64_t now, const NodeId& from, const Push& m);
   void gc_tombstones(std::uint64_t now);
 
+  // ---- revocation.cpp
+  bool is_revoked(const NodeId& id) const { return revocations_.count(id) != 0; }
+  Status revoke(std::uint64_t now, const Revocation& r);
+  void apply_revocation(std::uint64_t now, const Revocation& r);  // network input
+  // Stores (unless already known), enforces and, if `spread`, gossips. False if full.
+  bool learn_revocation(std::uint64_t now, const Revocation& r, bool spread);
+  void revoked_self(std::uint64_t now);
+  // A revoked node spoke to us: drop, and tell it (once per message it sends) so it stops.
+  void on_revoked_sender(const NodeId& from, const Message& msg);
+  Bytes revocation_gossip(const NodeId& node) const;
+
   // ---- persist.cpp
   void load_meta();
   void restore(std::uint64_t now);
@@ -171,6 +187,8 @@ struct MeshCore::Impl {
   void persist_incarnation();
   void persist_record_version();
   void persist_seq(const MapKey& k, std::uint64_t seq);
+  void persist_revocation(const Revocation& r);
+  void restore_revocations(std::uint64_t now);
 };
 
 inline constexpr std::size_t kContactsMax = 64;
@@ -178,5 +196,6 @@ inline constexpr std::size_t kContactsMax = 64;
 BroadcastQueue::Key member_key(const NodeId& id);
 BroadcastQueue::Key state_key(const NodeId& id);
 BroadcastQueue::Key mapping_key(const MapKey& k);
+BroadcastQueue::Key revocation_key(const NodeId& id);
 
 }  // namespace meshd::mesh

@@ -168,6 +168,10 @@ void MeshCore::Impl::apply_mapping(std::uint64_t now, const EndpointMapping& m) 
     ++counters_.drop_unserved;
     return;
   }
+  if (is_revoked(m.owner)) {
+    ++counters_.drop_revoked;
+    return;
+  }
   const MapKey k{m.vni, m.mac};
   if (m.owner == self_.id()) {
     // Our own claim coming back. If it is newer than what we remember, our storage
@@ -278,6 +282,7 @@ void MeshCore::Impl::send_sync_request(const NodeId& to, bool want_reply,
   r.want_reply = want_reply;
   r.members_digest = members_digest();
   for (std::uint32_t v : vnis) r.vni_digests.emplace_back(v, vni_digest(v));
+  r.revocations_digest = revocations_digest_;
   send(to, encode_sync_request(r));
 }
 
@@ -308,6 +313,9 @@ void MeshCore::Impl::anti_entropy(std::uint64_t now) {
 void MeshCore::Impl::on_sync_request(std::uint64_t now, const NodeId& from, const SyncRequest& m) {
   (void)now;
   const bool members_differ = m.members_digest != members_digest();
+  // A sender without the field predates revocations: nothing to compare.
+  const bool revocations_differ =
+      m.revocations_digest.has_value() && *m.revocations_digest != revocations_digest_;
   std::vector<std::uint32_t> differ;
   std::vector<const EndpointMapping*> maps;
   for (const auto& [vni, d] : m.vni_digests) {
@@ -318,12 +326,18 @@ void MeshCore::Impl::on_sync_request(std::uint64_t now, const NodeId& from, cons
       maps.push_back(&it->second.m);
     }
   }
-  if (members_differ || !maps.empty()) send_members_and_mappings(from, false, maps, members_differ);
+  if (members_differ || !maps.empty() || revocations_differ) {
+    send_members_and_mappings(from, false, maps, members_differ, false, revocations_differ);
+  }
   // Push-pull: ask for their side of whatever differed (once; the reply does not ask back).
-  if (m.want_reply && (members_differ || !differ.empty())) send_sync_request(from, false, differ);
+  if (m.want_reply && (members_differ || !differ.empty() || revocations_differ)) {
+    send_sync_request(from, false, differ);
+  }
 }
 
 void MeshCore::Impl::on_push(std::uint64_t now, const NodeId& from, const Push& m) {
+  for (const Revocation& r : m.revocations) apply_revocation(now, r);
+  if (left_) return;  // we were among them
   for (const MemberEntry& e : m.members) apply_member(now, e);
   for (const EndpointMapping& e : m.mappings) apply_mapping(now, e);
   if (m.want_locals) push_locals(from, false);

@@ -1,6 +1,7 @@
 // Member table and the SWIM state rules: who is alive, suspect, failed or left, at
 // which incarnation; joins and admission (token expiry and uses); token over-use
-// detected through gossip; refutation of our own suspicion; reaping.
+// detected through gossip; refutation of our own suspicion; reaping. Revoked nodes
+// (revocation.cpp) are never admitted here.
 #include <algorithm>
 
 #include "mesh/core_impl.hpp"
@@ -17,6 +18,8 @@ void MeshCore::Impl::apply_update(std::uint64_t now, const Update& u) {
     apply_member(now, *m);
   } else if (const auto* s = std::get_if<StateUpdate>(&u)) {
     apply_state(now, s->node, s->state, s->incarnation);
+  } else if (const auto* r = std::get_if<Revocation>(&u)) {
+    apply_revocation(now, *r);
   } else {
     apply_mapping(now, std::get<EndpointMapping>(u));
   }
@@ -26,6 +29,10 @@ void MeshCore::Impl::apply_member(std::uint64_t now, const MemberEntry& e) {
   const NodeId id = e.record.id();
   if (id == self_.id()) {
     apply_state(now, id, e.state, e.incarnation);  // may be a suspicion to refute
+    return;
+  }
+  if (is_revoked(id)) {
+    ++counters_.drop_revoked;
     return;
   }
   if (refused_.count(id) != 0) {
@@ -265,31 +272,39 @@ void MeshCore::Impl::on_join_request(std::uint64_t now, const NodeId& from, cons
   for (const auto& [k, e] : mappings_) {
     if (!e.m.removed && record_serves(req.record, k.vni)) maps.push_back(&e.m);
   }
-  send_members_and_mappings(from, true, maps, true);
+  send_members_and_mappings(from, true, maps, true, false, true);
 }
 
 void MeshCore::Impl::send_members_and_mappings(const NodeId& to, bool as_join_accept,
                                                const std::vector<const EndpointMapping*>& maps,
-                                               bool include_members, bool want_locals) {
+                                               bool include_members, bool want_locals,
+                                               bool include_revocations) {
   // Room for the header and two array headers.
   const std::size_t budget = cfg_.message_bytes_max > 64 ? cfg_.message_bytes_max - 64 : 0;
   std::vector<Bytes> mem;
   std::vector<Bytes> map;
+  std::vector<Bytes> rev;
   std::size_t used = 0;
   bool first = true;
   auto flush = [&] {
-    send(to, first && as_join_accept ? encode_join_accept(mem, map)
-                                     : encode_push(mem, map, first && want_locals));
+    send(to, first && as_join_accept ? encode_join_accept(mem, map, rev)
+                                     : encode_push(mem, map, first && want_locals, rev));
     first = false;
     mem.clear();
     map.clear();
+    rev.clear();
     used = 0;
   };
   auto add = [&](std::vector<Bytes>& list, Bytes b) {
-    if (used + b.size() > budget && (!mem.empty() || !map.empty())) flush();
+    if (used + b.size() > budget && (!mem.empty() || !map.empty() || !rev.empty())) flush();
     used += b.size();
     list.push_back(std::move(b));
   };
+  // Revocations first: the receiver then refuses a revoked node before it could
+  // admit it from a stale member entry later in the same exchange.
+  if (include_revocations) {
+    for (const auto& [id, r] : revocations_) add(rev, encode_revocation(r));
+  }
   if (include_members) {
     add(mem, encode_member(MemberEntry{self_, MemberState::alive, incarnation_}));
     for (const auto& [id, m] : members_) {
@@ -297,10 +312,12 @@ void MeshCore::Impl::send_members_and_mappings(const NodeId& to, bool as_join_ac
     }
   }
   for (const EndpointMapping* m : maps) add(map, encode_mapping(*m));
-  if (first || !mem.empty() || !map.empty()) flush();
+  if (first || !mem.empty() || !map.empty() || !rev.empty()) flush();
 }
 
 void MeshCore::Impl::on_join_accept(std::uint64_t now, const NodeId& from, const JoinAccept& m) {
+  for (const Revocation& r : m.revocations) apply_revocation(now, r);
+  if (left_) return;  // we were among them
   for (const MemberEntry& e : m.members) apply_member(now, e);
   for (const EndpointMapping& e : m.mappings) apply_mapping(now, e);
   if (joining_) {

@@ -130,6 +130,10 @@ void MeshCore::Impl::handle_message(std::uint64_t now, const NodeId& from, ByteS
     return;
   }
   Message& msg = decoded.value();
+  if (is_revoked(from)) {
+    on_revoked_sender(from, msg);
+    return;
+  }
   if (refused_.count(from) != 0 && !std::holds_alternative<JoinRequest>(msg)) {
     ++counters_.drop_refused;
     return;
@@ -224,7 +228,8 @@ void MeshCore::restore(std::uint64_t now_ms) { impl_->restore(now_ms); }
 void MeshCore::join(std::uint64_t now_ms, std::vector<Contact> contacts) {
   Impl& d = *impl_;
   if (d.left_) return;
-  std::erase_if(contacts, [&](const Contact& c) { return c.id == d.self_.id(); });
+  std::erase_if(contacts,
+                [&](const Contact& c) { return c.id == d.self_.id() || d.is_revoked(c.id); });
   if (contacts.size() > kContactsMax) contacts.resize(kContactsMax);
   d.contacts_ = std::move(contacts);
   if (d.contacts_.empty()) return;  // first node of a mesh: nothing to join
@@ -264,6 +269,10 @@ Status MeshCore::publish_endpoint(std::uint64_t now_ms, std::uint32_t vni, const
 
 Status MeshCore::withdraw_endpoint(std::uint64_t now_ms, std::uint32_t vni, const MacAddr& mac) {
   return impl_->withdraw(now_ms, vni, mac);
+}
+
+Status MeshCore::revoke(std::uint64_t now_ms, const Revocation& r) {
+  return impl_->revoke(now_ms, r);
 }
 
 void MeshCore::set_locators(std::uint64_t now_ms, std::vector<Locator> locators) {
@@ -317,6 +326,7 @@ std::optional<Contact> MeshCore::contact(const NodeId& id) const {
     return Contact{r.id(), r.chain.node.dh_pub, r.locators};
   };
   if (id == impl_->self_.id()) return from_record(impl_->self_);
+  if (impl_->is_revoked(id)) return std::nullopt;
   auto it = impl_->members_.find(id);
   if (it != impl_->members_.end()) return from_record(it->second.info.record);
   for (const Contact& c : impl_->contacts_) {
@@ -324,6 +334,15 @@ std::optional<Contact> MeshCore::contact(const NodeId& id) const {
   }
   return std::nullopt;
 }
+
+std::vector<Revocation> MeshCore::revocations() const {
+  std::vector<Revocation> out;
+  out.reserve(impl_->revocations_.size());
+  for (const auto& [id, r] : impl_->revocations_) out.push_back(r);
+  return out;
+}
+
+bool MeshCore::is_revoked(const NodeId& id) const { return impl_->is_revoked(id); }
 
 const MeshCounters& MeshCore::counters() const { return impl_->counters_; }
 

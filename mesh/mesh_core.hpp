@@ -48,6 +48,11 @@ struct MeshConfig {
   std::size_t event_queue_max = 65536;    // overflow: new event dropped, counted
   std::size_t indirect_pending_max = 256; // ping_req relays in flight; overflow: refused
   std::size_t refused_max = 4096;         // refused node ids remembered; overflow: oldest forgotten
+  // Added in issue 3. Root-signed revocations are never forgotten (forgetting one would
+  // re-admit the node). Overflow: a new revocation is not stored: revoke() returns
+  // "mesh.full", a gossiped one is dropped and counted (drop_table_full). Only the
+  // root key holder can fill this table; a mesh that needs more should rotate its root.
+  std::size_t revocations_max = 65536;
 };
 
 struct Contact {  // how to reach a node before its record is known (join tokens)
@@ -73,6 +78,9 @@ struct MeshEvent {
     join_refused,     // `reason` says why ("token.used_up", "token.expired", ...)
     node_refused,     // a node must not be served (token over-used); `node` set
     mapping_conflict, // two owners claim (vni, mac); `mapping` is the loser
+    node_revoked,     // root-signed revocation learned (or restored); `node` set, `member`
+                      // set if it was a member, reason "revoked". node == self().id():
+                      // this node is revoked; the core has gone quiet, the agent stops.
   };
   Kind kind{};
   std::optional<MemberInfo> member;
@@ -96,6 +104,8 @@ struct MeshCounters {
   std::uint64_t drop_queue_full = 0;     // transmit/event/broadcast/relay queue overflow
   std::uint64_t refutations = 0;         // we were suspected and bumped our incarnation
   std::uint64_t joins_refused = 0;       // join requests we refused
+  // Added in issue 3:
+  std::uint64_t drop_revoked = 0;        // message from, or record/mapping/join of, a revoked node
 };
 
 class MeshCore {
@@ -126,6 +136,13 @@ class MeshCore {
   Status withdraw_endpoint(std::uint64_t now_ms, std::uint32_t vni, const MacAddr& mac);
   void set_locators(std::uint64_t now_ms, std::vector<Locator> locators);
 
+  // Revokes `r.node` mesh-wide (the CLI signs `r` with the root key). Verifies, stores,
+  // persists and gossips it; removes the node and its mappings here at once. Idempotent:
+  // an already revoked node returns ok. Errors: "mesh.bad_revocation" (signature not by
+  // the mesh root, or reason over kRevocationReasonMax), "mesh.revoke_self" (names this
+  // node: revoke it from another member), "mesh.full" (revocations_max), "mesh.left".
+  Status revoke(std::uint64_t now_ms, const Revocation& r);
+
   std::optional<MeshTransmit> poll_transmit();
   std::optional<MeshEvent> poll_event();
   // Next deadline for handle_timeout(); kNoDeadline after leave().
@@ -138,7 +155,10 @@ class MeshCore {
   std::optional<MemberInfo> member(const NodeId& id) const;
   std::vector<EndpointMapping> mappings() const;  // live (non-removed), local and remote
   // How to reach a node (record's dh key + locators), if known.
+  // nullopt for a revoked node.
   std::optional<Contact> contact(const NodeId& id) const;
+  std::vector<Revocation> revocations() const;  // sorted by node id
+  bool is_revoked(const NodeId& id) const;
   const MeshCounters& counters() const;
 
  private:

@@ -123,9 +123,31 @@ EndpointMapping get_mapping(ArrayReader& r) {
   return m;
 }
 
+void put_revocation(Writer& w, const Revocation& rv) {
+  w.array(4);
+  w.bin(rv.node);
+  w.u64(rv.issued_s);
+  w.str(rv.reason.size() > kRevocationReasonMax ? rv.reason.substr(0, kRevocationReasonMax)
+                                                : rv.reason);
+  w.bin(rv.sig);
+}
+
+Revocation get_revocation(ArrayReader& r) {
+  Revocation rv;
+  ArrayReader a = r.array(8);
+  rv.node = a.fixed<32>();
+  rv.issued_s = a.u64();
+  rv.reason = a.str(kRevocationReasonMax);
+  rv.sig = a.fixed<64>();
+  return rv;
+}
+
 void put_update(Writer& w, const Update& u) {
   w.array(std::holds_alternative<StateUpdate>(u) ? 4 : 2);
-  if (const auto* m = std::get_if<MemberEntry>(&u)) {
+  if (const auto* rv = std::get_if<Revocation>(&u)) {
+    w.u64(3);
+    put_revocation(w, *rv);
+  } else if (const auto* m = std::get_if<MemberEntry>(&u)) {
     w.u64(0);
     put_member(w, *m);
   } else if (const auto* s = std::get_if<StateUpdate>(&u)) {
@@ -151,6 +173,7 @@ Update get_update(ArrayReader& r) {
       return s;
     }
     case 2: return get_mapping(a);
+    case 3: return get_revocation(a);
     default: a.fail(); return StateUpdate{};
   }
 }
@@ -159,6 +182,15 @@ std::vector<Update> get_updates(ArrayReader& r) {
   std::vector<Update> out;
   ArrayReader a = r.array(kUpdatesMax);
   while (a.ok() && a.remaining() > 0) out.push_back(get_update(a));
+  return out;
+}
+
+// A trailing list appended in a later revision: absent reads as empty.
+std::vector<Revocation> get_revocations(ArrayReader& r, const codec::Limits& limits) {
+  std::vector<Revocation> out;
+  if (r.remaining() == 0) return out;
+  ArrayReader a = r.array(limits.array_len_max);
+  while (a.ok() && a.remaining() > 0) out.push_back(get_revocation(a));
   return out;
 }
 
@@ -186,6 +218,12 @@ Bytes encode_member(const MemberEntry& m) {
 Bytes encode_mapping(const EndpointMapping& m) {
   Writer w;
   put_mapping(w, m);
+  return w.take();
+}
+
+Bytes encode_revocation(const Revocation& r) {
+  Writer w;
+  put_revocation(w, r);
   return w.take();
 }
 
@@ -224,6 +262,10 @@ Result<EndpointMapping> decode_mapping(ByteSpan b, const codec::Limits& limits) 
   return decode_piece<EndpointMapping>(b, limits, [](ArrayReader& r) { return get_mapping(r); });
 }
 
+Result<Revocation> decode_revocation(ByteSpan b, const codec::Limits& limits) {
+  return decode_piece<Revocation>(b, limits, [](ArrayReader& r) { return get_revocation(r); });
+}
+
 Bytes encode_join_request(const JoinRequest& m) {
   Writer w = header(MsgType::join_request, 2);
   w.u64(m.incarnation);
@@ -245,7 +287,7 @@ Bytes encode_ping_req(const PingReq& m) {
 }
 
 Bytes encode_sync_request(const SyncRequest& m) {
-  Writer w = header(MsgType::sync_request, 3);
+  Writer w = header(MsgType::sync_request, m.revocations_digest ? 4 : 3);
   w.boolean(m.want_reply);
   w.u64(m.members_digest);
   w.array(m.vni_digests.size());
@@ -254,6 +296,7 @@ Bytes encode_sync_request(const SyncRequest& m) {
     w.u64(vni);
     w.u64(d);
   }
+  if (m.revocations_digest) w.u64(*m.revocations_digest);
   return w.take();
 }
 
@@ -283,19 +326,22 @@ Bytes encode_gossip(std::span<const Bytes> updates) {
   return w.take();
 }
 
-Bytes encode_join_accept(std::span<const Bytes> members, std::span<const Bytes> mappings) {
-  Writer w = header(MsgType::join_accept, 2);
+Bytes encode_join_accept(std::span<const Bytes> members, std::span<const Bytes> mappings,
+                         std::span<const Bytes> revocations) {
+  Writer w = header(MsgType::join_accept, 3);
   put_raw_list(w, members);
   put_raw_list(w, mappings);
+  put_raw_list(w, revocations);
   return w.take();
 }
 
 Bytes encode_push(std::span<const Bytes> members, std::span<const Bytes> mappings,
-                  bool want_locals) {
-  Writer w = header(MsgType::push, 3);
+                  bool want_locals, std::span<const Bytes> revocations) {
+  Writer w = header(MsgType::push, 4);
   put_raw_list(w, members);
   put_raw_list(w, mappings);
   w.boolean(want_locals);
+  put_raw_list(w, revocations);
   return w.take();
 }
 
@@ -323,6 +369,7 @@ Result<Message> decode_message(ByteSpan b, const codec::Limits& limits) {
       while (mem.ok() && mem.remaining() > 0) m.members.push_back(get_member(mem));
       ArrayReader map = r.array(limits.array_len_max);
       while (map.ok() && map.remaining() > 0) m.mappings.push_back(get_mapping(map));
+      m.revocations = get_revocations(r, limits);
       msg = std::move(m);
       break;
     }
@@ -359,6 +406,7 @@ Result<Message> decode_message(ByteSpan b, const codec::Limits& limits) {
         auto vni = static_cast<std::uint32_t>(e.u64_max(crypto::kVniMax));
         m.vni_digests.emplace_back(vni, e.u64());
       }
+      if (r.remaining() > 0) m.revocations_digest = r.u64();
       msg = std::move(m);
       break;
     }
@@ -369,6 +417,7 @@ Result<Message> decode_message(ByteSpan b, const codec::Limits& limits) {
       ArrayReader map = r.array(limits.array_len_max);
       while (map.ok() && map.remaining() > 0) m.mappings.push_back(get_mapping(map));
       m.want_locals = r.boolean();
+      m.revocations = get_revocations(r, limits);
       msg = std::move(m);
       break;
     }

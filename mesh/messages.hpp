@@ -7,10 +7,13 @@
 //   record   = [bin chain, [locator..], [vni..], version, bin64 sig]
 //   member   = [record, state, incarnation]
 //   mapping  = [vni, bin6 mac, [[family, bin16 ip]..], bin32 owner, seq, removed, bin64 sig]
+//   revocation = [bin32 node, issued_s, str reason, bin64 sig]   (root-signed)
 //   update   = [0, member] | [1, bin32 node, state, incarnation] | [2, mapping]
+//            | [3, revocation]
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <utility>
@@ -29,14 +32,14 @@ inline constexpr std::size_t kReasonMax = 128;
 
 enum class MsgType : std::uint8_t {
   join_request = 1,  // [1, 1, incarnation, record]
-  join_accept = 2,   // [1, 2, [member..], [mapping..]]  first chunk; rest go as push
+  join_accept = 2,   // [1, 2, [member..], [mapping..], [revocation..]]  first chunk; rest go as push
   join_refuse = 3,   // [1, 3, reason]
   ping = 4,          // [1, 4, seq, [update..]]
   ack = 5,           // [1, 5, seq, [update..]]
   ping_req = 6,      // [1, 6, seq, bin32 target]
   gossip = 7,        // [1, 7, [update..]]
-  sync_request = 8,  // [1, 8, want_reply, members_digest, [[vni, digest]..]]
-  push = 9,          // [1, 9, [member..], [mapping..], want_locals]
+  sync_request = 8,  // [1, 8, want_reply, members_digest, [[vni, digest]..], revocations_digest]
+  push = 9,          // [1, 9, [member..], [mapping..], want_locals, [revocation..]]
   leave = 10,        // [1, 10, incarnation]
 };
 
@@ -52,10 +55,16 @@ struct StateUpdate {
   std::uint64_t incarnation = 0;
 };
 
-using Update = std::variant<MemberEntry, StateUpdate, EndpointMapping>;
+using Update = std::variant<MemberEntry, StateUpdate, EndpointMapping, Revocation>;
 
 struct JoinRequest { std::uint64_t incarnation = 0; NodeRecord record; };
-struct JoinAccept { std::vector<MemberEntry> members; std::vector<EndpointMapping> mappings; };
+// Revocation lists were appended (trailing fields, issue 3); a message without them
+// decodes with empty lists / no digest.
+struct JoinAccept {
+  std::vector<MemberEntry> members;
+  std::vector<EndpointMapping> mappings;
+  std::vector<Revocation> revocations;
+};
 struct JoinRefuse { std::string reason; };
 struct Ping { std::uint64_t seq = 0; std::vector<Update> updates; };
 struct Ack { std::uint64_t seq = 0; std::vector<Update> updates; };
@@ -65,11 +74,13 @@ struct SyncRequest {
   bool want_reply = false;
   std::uint64_t members_digest = 0;
   std::vector<std::pair<std::uint32_t, std::uint64_t>> vni_digests;
+  std::optional<std::uint64_t> revocations_digest;  // absent: sender predates revocations
 };
 struct Push {
   std::vector<MemberEntry> members;
   std::vector<EndpointMapping> mappings;
   bool want_locals = false;  // "send me your own mappings for the VNIs I serve"
+  std::vector<Revocation> revocations;
 };
 struct Leave { std::uint64_t incarnation = 0; };
 
@@ -79,9 +90,11 @@ using Message = std::variant<JoinRequest, JoinAccept, JoinRefuse, Ping, Ack, Pin
 // Pieces, pre-encoded so the broadcast queue can budget bytes per message.
 Bytes encode_member(const MemberEntry& m);
 Bytes encode_mapping(const EndpointMapping& m);
+Bytes encode_revocation(const Revocation& r);
 Bytes encode_update(const Update& u);
 Result<MemberEntry> decode_member(ByteSpan b, const codec::Limits& limits);
 Result<EndpointMapping> decode_mapping(ByteSpan b, const codec::Limits& limits);
+Result<Revocation> decode_revocation(ByteSpan b, const codec::Limits& limits);
 
 Bytes encode_join_request(const JoinRequest& m);
 Bytes encode_join_refuse(const JoinRefuse& m);
@@ -92,10 +105,12 @@ Bytes encode_leave(const Leave& m);
 Bytes encode_ping(std::uint64_t seq, std::span<const Bytes> updates);
 Bytes encode_ack(std::uint64_t seq, std::span<const Bytes> updates);
 Bytes encode_gossip(std::span<const Bytes> updates);
-// `members` / `mappings` are encode_member() / encode_mapping() outputs.
-Bytes encode_join_accept(std::span<const Bytes> members, std::span<const Bytes> mappings);
+// `members` / `mappings` / `revocations` are encode_member() / encode_mapping() /
+// encode_revocation() outputs.
+Bytes encode_join_accept(std::span<const Bytes> members, std::span<const Bytes> mappings,
+                         std::span<const Bytes> revocations = {});
 Bytes encode_push(std::span<const Bytes> members, std::span<const Bytes> mappings,
-                  bool want_locals);
+                  bool want_locals, std::span<const Bytes> revocations = {});
 
 // Errors: "codec.too_big", "codec.malformed" (also: unknown version or type, a field
 // out of range, unsorted VNI list, too many locators/IPs).

@@ -2,6 +2,7 @@
 //   "members"  node id hex      -> encoded member entry (signed record, state, incarnation)
 //   "mappings" "<vni>/<mac hex>" -> encoded signed mapping (own and learned, tombstones too)
 //   "meta"     "incarnation", "record_version", "seq/<vni>/<mac hex>" -> u64 little endian
+//   "revocations" node id hex -> encoded root-signed revocation (never deleted)
 // Stored values are decoded and verified like network input: a corrupt or stale
 // entry is skipped, never trusted.
 #include <algorithm>
@@ -16,6 +17,7 @@ namespace {
 constexpr std::string_view kMembers = "members";
 constexpr std::string_view kMappings = "mappings";
 constexpr std::string_view kMeta = "meta";
+constexpr std::string_view kRevocations = "revocations";
 constexpr std::string_view kSeqPrefix = "seq/";
 
 Bytes u64_bytes(std::uint64_t v) {
@@ -67,8 +69,27 @@ void MeshCore::Impl::load_meta() {
   });
 }
 
+void MeshCore::Impl::restore_revocations(std::uint64_t now) {
+  std::vector<Revocation> revs;
+  storage_->for_each(kRevocations, [&](std::string_view, ByteSpan value) {
+    auto r = decode_revocation(value, limits_);
+    if (r.ok()) revs.push_back(std::move(r.value()));
+  });
+  for (const Revocation& r : revs) {
+    if (!r.verify(root_pub_)) {
+      ++counters_.drop_bad_signature;
+      continue;
+    }
+    // Emits node_revoked again, so the agent refuses those nodes after a restart too.
+    if (!learn_revocation(now, r, false)) ++counters_.drop_table_full;
+  }
+}
+
 void MeshCore::Impl::restore(std::uint64_t now) {
   if (storage_ == nullptr) return;
+  // First: they decide which stored members and mappings may come back.
+  restore_revocations(now);
+  if (self_revoked_) return;
   std::vector<MemberEntry> members;
   storage_->for_each(kMembers, [&](std::string_view, ByteSpan value) {
     auto e = decode_member(value, limits_);
@@ -77,6 +98,11 @@ void MeshCore::Impl::restore(std::uint64_t now) {
   for (const MemberEntry& e : members) {
     const NodeId id = e.record.id();
     if (id == self_.id() || members_.count(id) != 0 || refused_.count(id) != 0) continue;
+    if (is_revoked(id)) {
+      ++counters_.drop_revoked;
+      unpersist_member(id);
+      continue;
+    }
     if (members_.size() >= cfg_.members_max) {
       ++counters_.drop_table_full;
       continue;
@@ -127,6 +153,10 @@ void MeshCore::Impl::persist_member(const Member& m) {
   if (storage_ == nullptr) return;
   Bytes v = encode_member(MemberEntry{m.info.record, m.info.state, m.info.incarnation});
   storage_->put(kMembers, to_hex(m.info.id()), v);
+}
+
+void MeshCore::Impl::persist_revocation(const Revocation& r) {
+  if (storage_ != nullptr) storage_->put(kRevocations, to_hex(r.node), encode_revocation(r));
 }
 
 void MeshCore::Impl::unpersist_member(const NodeId& id) {

@@ -143,6 +143,10 @@ void MeshCore::Impl::on_ping_req(std::uint64_t now, const NodeId& from, const Pi
     send(from, encode_ack(m.seq, {}));
     return;
   }
+  if (is_revoked(m.target)) {
+    ++counters_.drop_revoked;
+    return;
+  }
   if (relays_.size() >= cfg_.indirect_pending_max) {
     ++counters_.drop_queue_full;
     return;

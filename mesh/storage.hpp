@@ -14,7 +14,7 @@ namespace meshd::mesh {
 class Storage {
  public:
   virtual ~Storage() = default;
-  // Tables used by the mesh: "members", "mappings", "meta".
+  // Tables used by the mesh: "members", "mappings", "meta", "revocations".
   virtual void put(std::string_view table, std::string_view key, ByteSpan value) = 0;
   virtual void del(std::string_view table, std::string_view key) = 0;
   virtual std::optional<Bytes> get(std::string_view table, std::string_view key) const = 0;

@@ -1,5 +1,7 @@
 #include "mesh/types.hpp"
 
+#include <cassert>
+
 namespace meshd::mesh {
 
 namespace {
@@ -8,6 +10,7 @@ namespace {
 // another kind (or as a certificate, which signs its own fixed layout).
 constexpr std::string_view kNodeRecordDomain = "meshd node-record v1";
 constexpr std::string_view kMappingDomain = "meshd endpoint-mapping v1";
+constexpr std::string_view kRevocationDomain = "meshd revocation v1";
 
 void put_ip(ByteWriter& w, const IpAddr& ip) {
   w.u8(ip.family);
@@ -60,6 +63,26 @@ void EndpointMapping::sign(const crypto::SigningKey& owner_key) {
 bool EndpointMapping::verify_signature() const {
   if (ips.size() > kEndpointIpsMax) return false;
   return crypto::verify(owner, signed_bytes(), sig);
+}
+
+Bytes Revocation::signed_bytes() const {
+  ByteWriter w;
+  w.str(kRevocationDomain);
+  w.raw(node);
+  w.u64(issued_s);
+  w.str(reason);  // u16 length prefix: the layout has exactly one parse
+  return w.take();
+}
+
+void Revocation::sign(const crypto::SigningKey& root) {
+  // A reason over the bound would make a revocation nobody accepts.
+  assert(reason.size() <= kRevocationReasonMax);
+  sig = root.sign(signed_bytes());
+}
+
+bool Revocation::verify(const crypto::PublicKey& root_pub) const {
+  if (reason.size() > kRevocationReasonMax) return false;
+  return crypto::verify(root_pub, signed_bytes(), sig);
 }
 
 }  // namespace meshd::mesh

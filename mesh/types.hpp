@@ -18,6 +18,7 @@ using crypto::NodeId;
 inline constexpr std::size_t kLocatorsMax = 8;
 inline constexpr std::size_t kVnisServedMax = 4096;
 inline constexpr std::size_t kEndpointIpsMax = 16;
+inline constexpr std::size_t kRevocationReasonMax = 128;  // bytes
 
 // A node's own description, signed by its node key. Newer `version` wins.
 struct NodeRecord {
@@ -47,6 +48,24 @@ struct EndpointMapping {
   Bytes signed_bytes() const;
   void sign(const crypto::SigningKey& owner_key);
   bool verify_signature() const;  // against `owner`
+};
+
+// "This node is no longer trusted", signed by the mesh root key (only the operator
+// holding root.key can make one). Gossiped to every member, kept forever (bounded by
+// MeshConfig::revocations_max) and checked before any record, mapping or join from
+// `node` is accepted. A revocation never expires: re-admission needs a new node key.
+struct Revocation {
+  NodeId node{};
+  std::uint64_t issued_s = 0;  // unix seconds; informative (revocations do not expire)
+  std::string reason;          // operator's note; at most kRevocationReasonMax bytes
+  crypto::Signature sig{};
+
+  Bytes signed_bytes() const;
+  void sign(const crypto::SigningKey& root);
+  // False on a bad signature, a signature by any key but `root_pub`, or a reason
+  // longer than kRevocationReasonMax (callers must bound the reason before sign()).
+  bool verify(const crypto::PublicKey& root_pub) const;
+  bool operator==(const Revocation&) const = default;
 };
 
 enum class MemberState : std::uint8_t { alive, suspect, failed, left };

@@ -136,6 +136,16 @@ class SimNet {
     return r;
   }
 
+  // A revocation of node i, signed by this mesh's root (what `meshd revoke` builds).
+  Revocation revocation_for(std::size_t i, std::string reason = "compromised") const {
+    Revocation r;
+    r.node = nodes[i]->id();
+    r.issued_s = now / 1000;
+    r.reason = std::move(reason);
+    r.sign(root_);
+    return r;
+  }
+
   // (Re)creates the core from the node's storage, restores, and joins via contacts.
   void start(std::size_t i, const std::vector<std::size_t>& contacts, bool use_storage = true) {
     SimNode& n = *nodes[i];
