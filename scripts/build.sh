@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-./scripts/deps.sh
+bash scripts/deps.sh
 
 if [ "${MESHD_SANITIZE:-0}" = 1 ]; then
   dir=build-asan

@@ -19,7 +19,7 @@ fi
 
 if [ -z "${MESHD_BIN:-}" ]; then
   echo "===== 0. dependencies and build"
-  ./scripts/build.sh --target meshd
+  bash scripts/build.sh --target meshd
   MESHD_BIN=$PWD/build/meshd
 fi
 
@@ -27,7 +27,8 @@ fi
 source tests/e2e/lib.sh
 E2E_NAME=demo
 E2E_PREFIX=md-
-E2E_SHOW=1 # echo every meshd command
+E2E_SHOW=1                 # echo every meshd command
+E2E_PASS_LINE="demo OK"    # printed last, after the cleanup succeeded
 e2e_start
 
 step "1. underlay: switch md-sw, hosts md-h1..md-h3 on 10.77.0.0/24"
@@ -68,4 +69,3 @@ echo
 mcli 1 endpoints
 
 echo
-echo "demo OK"

@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-./scripts/build.sh
+bash scripts/build.sh
 
 dir=build
 if [ "${MESHD_SANITIZE:-0}" = 1 ]; then

@@ -136,7 +136,9 @@ e2e_cleanup() {
   done
   if [ -n "$E2E_WORK" ] && [ -z "${E2E_KEEP:-}" ]; then rm -rf "$E2E_WORK"; fi
   [ -n "${E2E_KEEP:-}" ] && log "kept $E2E_WORK"
-  [ "$rc" = 0 ] && log "PASS"
+  if [ "$rc" = 0 ]; then
+    if [ -n "${E2E_PASS_LINE:-}" ]; then echo "$E2E_PASS_LINE"; else log "PASS"; fi
+  fi
   exit "$rc"
 }
 
@@ -205,11 +207,21 @@ wait_until() {
 
 # ------------------------------------------------------------------ meshd
 
+# redact ARGS...: the arguments with join tokens shortened (a token carries a secret).
+redact() {
+  local a words=()
+  for a in "$@"; do
+    [[ "$a" == meshd1.* ]] && a="${a:0:20}..."
+    words+=("$a")
+  done
+  echo "${words[*]}"
+}
+
 # show I ARGS...: with E2E_SHOW=1 (the demo), echo a meshd command as a user would type it.
 show() {
   local i=$1
   shift
-  [ -z "${E2E_SHOW:-}" ] || echo "\$ ip netns exec ${H[i]} meshd $* --state ${S[i]}" >&2
+  [ -z "${E2E_SHOW:-}" ] || echo "\$ ip netns exec ${H[i]} meshd $(redact "$@") --state ${S[i]}" >&2
 }
 
 # mcli I ARGS...: run the meshd CLI in host I's namespace with --state of host I appended.
@@ -257,7 +269,7 @@ agent_bg() {
   local i=$1
   shift
   show "$i" "$@"
-  echo "=== $(date +%T) meshd $* (h$i)" >>"${L[i]}"
+  echo "=== $(date +%T) meshd $(redact "$@") (h$i)" >>"${L[i]}"
   bg_start "${L[i]}" ip netns exec "${H[i]}" "$MESHD" "$@" --state "${S[i]}"
   APID[i]=$BG_PID
 }
@@ -406,7 +418,7 @@ expect_no_ping() {
   if in_ns "$ns" ping -c 3 -i 0.3 -W 1 -q "$ip" >/dev/null 2>&1; then
     fail "isolation: $ns reached $ip"
   fi
-  ok "no reply from $ns -> $ip (isolated)"
+  ok "no reply from $ns -> $ip (as expected)"
 }
 
 # ------------------------------------------------------------------ composite steps

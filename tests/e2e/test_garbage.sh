@@ -63,7 +63,7 @@ drops1=$(drop_total 2)
 log "h2 drop counters after: $drops1"
 [ "$drops1" -gt "$drops0" ] || fail "h2's drop_* counters did not increase ($drops0 -> $drops1)"
 ok "h2 counted $((drops1 - drops0)) dropped datagrams"
-mjson 2 status | jq -c '.counters | with_entries(select(.key | test("(^|_)drop_") and .value > 0))'
+mjson 2 status | jq -c '.counters | with_entries(select((.key | test("(^|_)drop_")) and .value > 0))'
 peer_is 1 h2 alive || fail "h1 no longer sees h2 alive: $(peer_state 1 h2)"
 ok "h2 still alive in h1's view"
 expect_ping "${T[t1a]}" 10.10.0.2
