@@ -103,7 +103,7 @@ awk -F'|' '
     print "\n### meshd relative to each overlay (same run): meshd / overlay; throughput < 1 means meshd is slower, ping < 1 means meshd answers faster\n"
     print "| overlay | 1-stream | 4-stream | ping avg |"
     print "|---|---|---|---|"
-    for (i = 1; i <= n; i++)
+    for (i = 1; i <= n; i++) if (i != m)
       printf "| %s | %s | %s | %s |\n", names[i], ratio(one[m], one[i]), ratio(four[m], four[i]), ratio(lat[m], lat[i])
   }' "$out"
 exit "$rc"
