@@ -168,8 +168,12 @@ int Daemon::start() {
   handles_open_ = true;
 
   if (!joining_) store_->save_locators(locators_);
-  spdlog::info("node {} ({}) in mesh {} listening on {}", id_.name, crypto::node_id_short(id_.chain.node_id()),
-               crypto::mesh_id(id_.root_pub), listen_.str());
+  // While enrolling, progress is debug-level: a refused join must print exactly one
+  // line ("meshd: join refused: ..."), like any other bad input.
+  spdlog::log(joining_ ? spdlog::level::debug : spdlog::level::info,
+              "node {} ({}) in mesh {} listening on {}", id_.name,
+              crypto::node_id_short(id_.chain.node_id()), crypto::mesh_id(id_.root_pub),
+              listen_.str());
 
   if (joining_) {
     std::vector<mesh::Contact> contacts;
@@ -182,7 +186,8 @@ int Daemon::start() {
     }
     // The enrollment secret has done its work (the node cert is signed).
     sodium_memzero(opt_.token->enroll_seed.data(), opt_.token->enroll_seed.size());
-    spdlog::info("joining mesh {} through {} bootstrap peer(s)", opt_.token->mesh_id(), contacts.size());
+    spdlog::debug("joining mesh {} through {} bootstrap peer(s)", opt_.token->mesh_id(),
+                  contacts.size());
     mesh_->join(now, std::move(contacts));
     struct JoinTimeout {
       static void fire(Daemon* d) { d->on_join_timeout(); }
@@ -254,8 +259,8 @@ void Daemon::on_join_accepted() {
   store_->save_identity(id_);
   store_->save_locators(locators_);
   store_->set_node_state(NodeState::enrolled);
-  spdlog::info("joined mesh {} as {} ({})", crypto::mesh_id(id_.root_pub), id_.name,
-               crypto::node_id_short(id_.chain.node_id()));
+  spdlog::info("joined mesh {} as {} ({}), listening on {}", crypto::mesh_id(id_.root_pub),
+               id_.name, crypto::node_id_short(id_.chain.node_id()), listen_.str());
 }
 
 void Daemon::on_join_refused(const std::string& reason) {

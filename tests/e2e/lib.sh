@@ -13,7 +13,8 @@
 
 MESHD=${MESHD_BIN:-}
 E2E_NAME=e2e
-E2E_PREFIX=
+E2E_PREFIX=                    # namespace names start with this
+E2E_BASE=                      # PREFIX without the run's pid (tests) or equal to it (demo)
 E2E_WORK=
 E2E_PORT=51900
 E2E_UNDERLAY=10.77.0           # .i = host i; only inside the namespaces made here
@@ -35,8 +36,9 @@ now_ms() { local t=${EPOCHREALTIME//[.,]/}; echo $((10#$t / 1000)); }
 # ------------------------------------------------------------------ setup / cleanup
 
 # e2e_begin NAME PREFIX: skip (77) unless root with /dev/net/tun and a meshd binary.
+# Namespaces are named PREFIX<pid>-..., so two runs of the same test cannot collide.
 e2e_begin() {
-  E2E_NAME=$1 E2E_PREFIX=$2
+  E2E_NAME=$1 E2E_BASE=$2 E2E_PREFIX="$2$$-"
   [ "$(id -u)" = 0 ] || { echo "$E2E_NAME: SKIP: needs root"; exit "$E2E_SKIP"; }
   [ -c /dev/net/tun ] || { echo "$E2E_NAME: SKIP: /dev/net/tun missing"; exit "$E2E_SKIP"; }
   local b
@@ -54,17 +56,21 @@ e2e_start() {
   MESHD=$(readlink -f "$MESHD")
   unset MESHD_TOKEN # a token from the caller must not leak into joins
   e2e_remove_stale
-  E2E_WORK=$(mktemp -d "/tmp/${E2E_PREFIX%-}.XXXXXX")
+  E2E_WORK=$(mktemp -d "/tmp/${E2E_BASE:-$E2E_PREFIX}XXXXXX")
   trap e2e_cleanup EXIT
   trap 'log "interrupted"; exit 130' INT TERM HUP
   log "meshd: $MESHD; work dir $E2E_WORK; namespaces ${E2E_PREFIX}*"
 }
 
-# Namespaces named PREFIX* can only come from an earlier run of the same script.
+# Leftovers of earlier runs: namespaces named BASE<pid>-* whose run (pid) is gone, or
+# BASE* without a pid (the demo's fixed md-* names).
 e2e_remove_stale() {
-  local ns p
+  local ns p owner base=${E2E_BASE:-$E2E_PREFIX}
   for ns in $(ip netns list 2>/dev/null | awk '{print $1}'); do
-    case "$ns" in "$E2E_PREFIX"*) ;; *) continue ;; esac
+    case "$ns" in "$base"*) ;; *) continue ;; esac
+    owner=${ns#"$base"}
+    owner=${owner%%-*}
+    if [[ "$owner" =~ ^[0-9]+$ ]] && kill -0 "$owner" 2>/dev/null; then continue; fi
     log "removing leftover namespace $ns"
     for p in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$p" 2>/dev/null || true; done
     ip netns del "$ns" 2>/dev/null || true
