@@ -208,10 +208,9 @@ json Daemon::handle_revoke(const ControlRequest& req) {
     const int exit_code = code == "mesh.bad_revocation" || code == "mesh.revoke_self" ? 2 : 1;
     return error_response(exit_code, st.error().message);
   }
-  // The mesh also reports node_revoked; refusing here too makes the effect immediate.
-  tunnel_->refuse(r.node);
-  chains_.erase(r.node);
-  fib_dirty_ = true;
+  // No tunnel refusal here: the mesh queued the revocation for the revoked node too, and
+  // its node_revoked event (handled in the pump, after that message is sealed) refuses
+  // the node. Refusing first would drop the message, and the node would never stop.
   spdlog::info("revoked node {}", crypto::node_id_short(r.node));
   return with_ok(json{{"node_id", crypto::node_id_hex(r.node)}});
 }
