@@ -69,7 +69,8 @@ struct MeshCore::Impl {
   std::map<NodeId, Member> members_;          // bound: cfg_.members_max
   std::deque<NodeId> refused_order_;          // bound: cfg_.refused_max
   std::set<NodeId> refused_;
-  std::map<MapKey, MappingEntry> mappings_;   // bound: cfg_.mappings_max
+  using MappingMap = std::map<MapKey, MappingEntry>;
+  MappingMap mappings_;   // bound: cfg_.mappings_max
   std::map<MapKey, std::uint64_t> own_seqs_;  // bound: cfg_.mappings_max
   bool self_refused_reported_ = false;
   std::map<NodeId, Revocation> revocations_;  // bound: cfg_.revocations_max; never evicted
@@ -154,6 +155,8 @@ struct MeshCore::Impl {
   void store_mapping(std::uint64_t now, const EndpointMapping& m);
   void push_to_vni_members(const EndpointMapping& m);
   void remove_owner_mappings(const NodeId& owner);
+  // Erases one mapping: emits mapping_removed (unless already a tombstone), unpersists.
+  MappingMap::iterator forget_mapping(MappingMap::iterator it);
   void drop_unserved_vni(std::uint32_t vni);
   void start_serving(std::uint64_t now, std::uint32_t vni);
   std::vector<const EndpointMapping*> own_mappings_for(const NodeRecord& peer) const;
@@ -180,6 +183,8 @@ struct MeshCore::Impl {
   // ---- persist.cpp
   void load_meta();
   void restore(std::uint64_t now);
+  // Adds a member from an entry (new: caller checked bounds, signature, admission).
+  Member& insert_member(std::uint64_t now, const MemberEntry& e);
   void persist_member(const Member& m);
   void unpersist_member(const NodeId& id);
   void persist_mapping(const EndpointMapping& m);

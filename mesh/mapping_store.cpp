@@ -130,19 +130,23 @@ void MeshCore::Impl::push_to_vni_members(const EndpointMapping& m) {
   }
 }
 
+MeshCore::Impl::MappingMap::iterator MeshCore::Impl::forget_mapping(MappingMap::iterator it) {
+  if (!it->second.m.removed) {
+    EndpointMapping gone = it->second.m;
+    gone.removed = true;
+    emit(mapping_event(MeshEvent::Kind::mapping_removed, gone));
+  }
+  unpersist_mapping(it->first);
+  return mappings_.erase(it);
+}
+
 void MeshCore::Impl::remove_owner_mappings(const NodeId& owner) {
   for (auto it = mappings_.begin(); it != mappings_.end();) {
     if (it->second.m.owner != owner) {
       ++it;
       continue;
     }
-    if (!it->second.m.removed) {
-      EndpointMapping gone = it->second.m;
-      gone.removed = true;
-      emit(mapping_event(MeshEvent::Kind::mapping_removed, gone));
-    }
-    unpersist_mapping(it->first);
-    it = mappings_.erase(it);
+    it = forget_mapping(it);
   }
 }
 
@@ -153,13 +157,7 @@ void MeshCore::Impl::drop_unserved_vni(std::uint32_t vni) {
       ++it;
       continue;
     }
-    if (!it->second.m.removed) {
-      EndpointMapping gone = it->second.m;
-      gone.removed = true;
-      emit(mapping_event(MeshEvent::Kind::mapping_removed, gone));
-    }
-    unpersist_mapping(it->first);
-    it = mappings_.erase(it);
+    it = forget_mapping(it);
   }
 }
 

@@ -54,13 +54,7 @@ void MeshCore::Impl::apply_member(std::uint64_t now, const MemberEntry& e) {
       ++counters_.drop_table_full;
       return;
     }
-    Member m;
-    m.info.record = e.record;
-    m.info.state = e.state;
-    m.info.incarnation = e.incarnation;
-    m.info.state_since_ms = now;
-    m.suspect_deadline_ms = now + cfg_.suspicion_timeout_ms;
-    Member& added = members_[id] = std::move(m);
+    Member& added = insert_member(now, e);
     persist_member(added);
     queue_broadcast(member_key(id), e);
     if (e.state == MemberState::alive || e.state == MemberState::suspect) {
@@ -152,6 +146,16 @@ void MeshCore::Impl::refute(std::uint64_t now, std::uint64_t heard_inc) {
   ++counters_.refutations;
   queue_broadcast(state_key(self_.id()), StateUpdate{self_.id(), MemberState::alive, incarnation_});
   (void)now;
+}
+
+MeshCore::Impl::Member& MeshCore::Impl::insert_member(std::uint64_t now, const MemberEntry& e) {
+  Member m;
+  m.info.record = e.record;
+  m.info.state = e.state;
+  m.info.incarnation = e.incarnation;
+  m.info.state_since_ms = now;
+  m.suspect_deadline_ms = now + cfg_.suspicion_timeout_ms;
+  return members_[e.record.id()] = std::move(m);
 }
 
 bool MeshCore::Impl::token_admits(const NodeRecord& candidate) {

@@ -111,13 +111,7 @@ void MeshCore::Impl::restore(std::uint64_t now) {
       ++counters_.drop_bad_signature;
       continue;
     }
-    Member m;
-    m.info.record = e.record;
-    m.info.state = e.state;
-    m.info.incarnation = e.incarnation;
-    m.info.state_since_ms = now;
-    m.suspect_deadline_ms = now + cfg_.suspicion_timeout_ms;
-    Member& added = members_[id] = std::move(m);
+    Member& added = insert_member(now, e);
     if (e.state == MemberState::alive || e.state == MemberState::suspect) {
       emit(MeshEvent{MeshEvent::Kind::member_up, added.info, std::nullopt, id, {}});
     }
