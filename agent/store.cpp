@@ -1,3 +1,4 @@
+#include <functional>
 #include "agent/store.hpp"
 
 #include <lmdb.h>
@@ -126,61 +127,42 @@ unsigned Store::dbi(std::string_view table) const {
   return h;
 }
 
-void Store::put(std::string_view table, std::string_view key, ByteSpan value) {
+void Store::write(std::string_view table, const char* what,
+                  const std::function<int(MDB_txn*, unsigned)>& op) {
   const unsigned h = dbi(table);
   MDB_txn* txn = nullptr;
   int rc = h ? mdb_txn_begin(env_, nullptr, 0, &txn) : MDB_BAD_DBI;
   if (rc == 0) {
-    MDB_val k = to_val(key), v = to_val(value);
-    rc = mdb_put(txn, h, &k, &v, 0);
+    rc = op(txn, h);
     if (rc == 0) {
-      rc = mdb_txn_commit(txn);
+      rc = mdb_txn_commit(txn);  // durable before we return: nothing lost on kill -9
     } else {
       mdb_txn_abort(txn);
     }
   }
   if (rc != 0) {
     ++write_errors_;
-    spdlog::error("state database write to {} failed: {}", table, mdb_strerror(rc));
+    spdlog::error("state database {} in {} failed: {}", what, table, mdb_strerror(rc));
   }
+}
+
+void Store::put(std::string_view table, std::string_view key, ByteSpan value) {
+  write(table, "write", [&](MDB_txn* txn, unsigned h) {
+    MDB_val k = to_val(key), v = to_val(value);
+    return mdb_put(txn, h, &k, &v, 0);
+  });
 }
 
 void Store::del(std::string_view table, std::string_view key) {
-  const unsigned h = dbi(table);
-  MDB_txn* txn = nullptr;
-  int rc = h ? mdb_txn_begin(env_, nullptr, 0, &txn) : MDB_BAD_DBI;
-  if (rc == 0) {
+  write(table, "delete", [&](MDB_txn* txn, unsigned h) {
     MDB_val k = to_val(key);
-    rc = mdb_del(txn, h, &k, nullptr);
-    if (rc == 0) {
-      rc = mdb_txn_commit(txn);
-    } else {
-      mdb_txn_abort(txn);
-      if (rc == MDB_NOTFOUND) rc = 0;
-    }
-  }
-  if (rc != 0) {
-    ++write_errors_;
-    spdlog::error("state database delete in {} failed: {}", table, mdb_strerror(rc));
-  }
+    const int rc = mdb_del(txn, h, &k, nullptr);
+    return rc == MDB_NOTFOUND ? 0 : rc;  // already gone is fine
+  });
 }
 
 void Store::clear(std::string_view table) {
-  const unsigned h = dbi(table);
-  MDB_txn* txn = nullptr;
-  int rc = h ? mdb_txn_begin(env_, nullptr, 0, &txn) : MDB_BAD_DBI;
-  if (rc == 0) {
-    rc = mdb_drop(txn, h, 0);
-    if (rc == 0) {
-      rc = mdb_txn_commit(txn);
-    } else {
-      mdb_txn_abort(txn);
-    }
-  }
-  if (rc != 0) {
-    ++write_errors_;
-    spdlog::error("state database clear of {} failed: {}", table, mdb_strerror(rc));
-  }
+  write(table, "clear", [](MDB_txn* txn, unsigned h) { return mdb_drop(txn, h, 0); });
 }
 
 std::optional<Bytes> Store::get(std::string_view table, std::string_view key) const {

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -23,6 +24,7 @@
 #include "mesh/storage.hpp"
 
 typedef struct MDB_env MDB_env;
+typedef struct MDB_txn MDB_txn;
 
 namespace meshd::agent {
 
@@ -96,6 +98,10 @@ class Store final : public mesh::Storage {
   Store(MDB_env* env, std::string dir) : env_(env), dir_(std::move(dir)) {}
   // DBI handle for `table`, opened (and created) on first use; 0 on failure.
   unsigned dbi(std::string_view table) const;
+  // One committed write transaction running `op` on `table`; failures are logged and
+  // counted in write_errors_.
+  void write(std::string_view table, const char* what,
+             const std::function<int(MDB_txn*, unsigned)>& op);
 
   MDB_env* env_ = nullptr;
   std::string dir_;
