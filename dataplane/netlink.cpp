@@ -255,6 +255,16 @@ Status Netlink::set_up(const std::string& ifname) {
   return impl_->change(ifname, "set up", [](rtnl_link* c) { rtnl_link_set_flags(c, IFF_UP); });
 }
 
+Status Netlink::set_multicast(const std::string& ifname, bool on) {
+  return impl_->change(ifname, on ? "set multicast on" : "set multicast off", [on](rtnl_link* c) {
+    if (on) {
+      rtnl_link_set_flags(c, IFF_MULTICAST);
+    } else {
+      rtnl_link_unset_flags(c, IFF_MULTICAST);
+    }
+  });
+}
+
 Status Netlink::set_mtu(const std::string& ifname, unsigned mtu) {
   return impl_->change(ifname, "set mtu " + std::to_string(mtu),
                        [mtu](rtnl_link* c) { rtnl_link_set_mtu(c, mtu); });

@@ -47,6 +47,8 @@ class Netlink {
   Status set_master(const std::string& ifname, const std::string& bridge);
   Status set_up(const std::string& ifname);
   Status set_mtu(const std::string& ifname, unsigned mtu);
+  // IFF_MULTICAST: off keeps the local stack from sending IGMP/MLD on the device.
+  Status set_multicast(const std::string& ifname, bool on);
   Status set_mac(const std::string& ifname, const MacAddr& mac);
   Result<MacAddr> get_mac(const std::string& ifname);
   Status add_address(const std::string& ifname, const IpPrefix& prefix);

@@ -2,7 +2,9 @@
 
 #include <linux/if.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <random>
 
 #include "crypto/cert.hpp"
@@ -35,6 +37,37 @@ bool is_zero(const MacAddr& m) {
 }
 
 // Control path only: OS randomness is fine here (not in mesh/ or crypto/).
+// Writes one kernel knob (/proc/sys or /sys, both per network namespace: the
+// agent's). A kernel without the feature has no such file: nothing to do.
+Status write_knob(const std::string& path, const char* value) {
+  std::FILE* f = std::fopen(path.c_str(), "we");
+  if (f == nullptr) {
+    if (errno == ENOENT) return ok_status();
+    return make_error("vni.sysctl", "cannot open " + path + ": " + std::strerror(errno));
+  }
+  const bool written = std::fputs(value, f) >= 0;
+  const bool closed = std::fclose(f) == 0;
+  if (!written || !closed) {
+    return make_error("vni.sysctl", "cannot write " + path + ": " + std::strerror(errno));
+  }
+  return ok_status();
+}
+
+// IPv6 on the agent's own devices would make the kernel send router solicitations,
+// MLD reports and DAD probes from the bridge's and TAP's MACs: not tenant endpoints,
+// so the forwarder would drop and count them as spoofed at idle. The TAP never needs
+// IPv6; the bridge only when a host-mode endpoint makes it an endpoint.
+Status set_ipv6_enabled(const std::string& ifname, bool enabled) {
+  return write_knob("/proc/sys/net/ipv6/conf/" + ifname + "/disable_ipv6", enabled ? "0\n" : "1\n");
+}
+
+// Multicast snooping makes the bridge join the IGMP/MLD report groups itself (reports
+// from its MAC into the overlay), and could hide multicast from the TAP port. The
+// overlay replicates BUM traffic head-end, so the bridge just floods.
+Status disable_multicast_snooping(const std::string& bridge) {
+  return write_knob("/sys/class/net/" + bridge + "/bridge/multicast_snooping", "0\n");
+}
+
 MacAddr random_local_mac() {
   std::random_device rd;
   MacAddr m{};
@@ -122,6 +155,11 @@ Result<const TapDevice*> VniDevices::ensure_vni(std::uint32_t vni) {
     if (Status s = nl.set_mac(br, random_local_mac()); !s) return s.error();
   }
   if (Status s = nl.set_mtu(br, impl_->mtu); !s) return s.error();
+  // Until a host-mode endpoint makes the bridge an endpoint itself, it is plumbing:
+  // no IPv6, no IGMP/MLD chatter from its MAC into the overlay.
+  if (Status s = set_ipv6_enabled(br, false); !s) return s.error();
+  if (Status s = nl.set_multicast(br, false); !s) return s.error();
+  if (Status s = disable_multicast_snooping(br); !s) return s.error();
   // Host-mode endpoints of one subnet share the bridge; detaching the first must not
   // take the others' addresses with it.
   if (Status s = nl.set_promote_secondaries(br, true); !s) return s.error();
@@ -129,6 +167,8 @@ Result<const TapDevice*> VniDevices::ensure_vni(std::uint32_t vni) {
   Result<TapDevice> tap = TapDevice::open(tn);
   if (!tap) return tap.error();
   if (Status s = nl.set_mtu(tn, impl_->mtu); !s) return s.error();
+  if (Status s = set_ipv6_enabled(tn, false); !s) return s.error();
+  if (Status s = nl.set_multicast(tn, false); !s) return s.error();
   if (Status s = nl.set_master(tn, br); !s) return s.error();
   if (Status s = nl.set_up(tn); !s) return s.error();
   if (Status s = nl.set_up(br); !s) return s.error();
@@ -174,6 +214,9 @@ Result<Attachment> VniDevices::attach(Attachment a) {
     } else if (a.mac != *cur) {
       if (Status s = nl.set_mac(br, a.mac); !s) return s.error();
     }
+    // The bridge is an endpoint now: its own traffic (ND, multicast) is tenant traffic.
+    if (Status s = set_ipv6_enabled(br, true); !s) return s.error();
+    if (Status s = nl.set_multicast(br, true); !s) return s.error();
     for (const IpPrefix& p : a.ips) {
       if (Status s = ignore_code(nl.add_address(br, p), "netlink.exists"); !s) return s.error();
     }

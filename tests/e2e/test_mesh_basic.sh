@@ -88,3 +88,13 @@ step "control socket"
 mode=$(stat -c %a "${S[1]}/control.sock")
 [ "$mode" = 600 ] || fail "control.sock mode is $mode, want 600"
 ok "control.sock mode 0600"
+
+step "no input was rejected at idle"
+# Legitimate traffic must not be counted as spoofed or malformed: operators alert on
+# drop counters. (The agent's own bridge and TAP send no IPv6/IGMP chatter into the
+# overlay.) fwd_drop_no_route counts broadcasts sent before any other node served the
+# VNI: nothing wrong with the input.
+for i in 1 2 3; do
+  jq_check "h$i: no forwarder or tunnel drops" "$(mjson "$i" status)" \
+    '[.counters | to_entries[] | select((.key | test("^(fwd|tunnel)_drop_")) and .key != "fwd_drop_no_route") | .value] | add == 0'
+done
