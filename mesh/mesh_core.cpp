@@ -118,7 +118,9 @@ void MeshCore::Impl::bump_record(std::uint64_t now) {
   persist_record_version();
   queue_broadcast(member_key(self_.id()),
                   MemberEntry{self_, MemberState::alive, incarnation_});
-  (void)now;
+  // Our own change (a VNI served or dropped, new locators) goes out now rather than at
+  // the next gossip tick: peers need it to flood to us and push us their endpoints.
+  next_gossip_ms_ = std::min(next_gossip_ms_, now);
 }
 
 void MeshCore::Impl::handle_message(std::uint64_t now, const NodeId& from, ByteSpan payload) {
