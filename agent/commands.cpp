@@ -167,26 +167,41 @@ int cmd_control(const Command& c) {
   return 0;
 }
 
+struct RevokeTarget {
+  crypto::NodeId id{};
+  crypto::TokenId token_id{};  // zero if the node is not a known member
+};
+
 // NODE is a 64-hex node id, or a member's name or id prefix (resolved by the agent's
-// member list, unambiguously).
-Result<crypto::NodeId> resolve_node(const Command& c) {
-  if (auto id = crypto::parse_node_id(c.node)) return id;
+// member list, unambiguously). The member list also gives the node's token id, which
+// the revocation carries so the node keeps counting against its token's uses.
+Result<RevokeTarget> resolve_node(const Command& c) {
+  const auto full_id = crypto::parse_node_id(c.node);
   const auto peers = control_call(c.state_dir, encode_control_request(ControlRequest{ControlCmd::peers}));
   if (peers.no_agent || !peers.response.value("ok", false)) {
+    if (full_id) return RevokeTarget{*full_id, {}};
     return make_error("revoke.unknown", "'" + c.node + "' is not a node id (64 hex characters)");
   }
-  std::vector<std::string> found;
+  std::vector<json> found;
   for (const auto& p : peers.response.value("peers", json::array())) {
     const std::string id = p.value("node_id", std::string());
     if (p.value("name", std::string()) == c.node || (c.node.size() >= 8 && id.rfind(c.node, 0) == 0)) {
-      found.push_back(id);
+      found.push_back(p);
     }
   }
   if (found.size() != 1) {
+    if (full_id) return RevokeTarget{*full_id, {}};  // not a current member: revoke it anyway
     return make_error("revoke.unknown", found.empty() ? "no member named '" + c.node + "'"
                                                       : "'" + c.node + "' matches several members; give the node id");
   }
-  return crypto::parse_node_id(found.front());
+  auto id = crypto::parse_node_id(found.front().value("node_id", std::string()));
+  if (!id) return id.error();
+  RevokeTarget t{*id, {}};
+  Bytes tid;
+  if (from_hex(found.front().value("token_id", std::string()), tid) && tid.size() == t.token_id.size()) {
+    std::copy(tid.begin(), tid.end(), t.token_id.begin());
+  }
+  return t;
 }
 
 int cmd_revoke(const Command& c) {
@@ -198,7 +213,8 @@ int cmd_revoke(const Command& c) {
   auto node = resolve_node(c);
   if (!node) return fail(2, node.error().message);
   mesh::Revocation r;
-  r.node = *node;
+  r.node = node->id;
+  r.token_id = node->token_id;
   r.issued_s = Clock::unix_s();
   r.reason = "revoked by the operator";
   r.sign(*root);

@@ -273,6 +273,7 @@ json Daemon::peers_json() const {
                          {"state", mesh::member_state_name(m.state)},
                          {"locators", locators_json(m.record.locators)},
                          {"vnis", m.record.vnis},
+                         {"token_id", to_hex(m.record.chain.node.token_id)},
                          {"session", session},
                          {"endpoint", s && s->endpoint ? json(s->endpoint->str()) : json(nullptr)},
                          {"rx_bytes", s ? s->rx_bytes : 0},

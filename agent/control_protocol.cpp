@@ -99,6 +99,7 @@ Result<ControlRequest> parse_control_request(std::string_view line) {
     auto node = opt_string(j, "node", err);
     auto reason = opt_string(j, "reason", err);
     auto sig = opt_string(j, "sig", err);
+    auto token_id = opt_string(j, "token_id", err);
     if (err) return *err;
     const json* issued = field(j, "issued_s");
     if (!node || !sig || !issued || !issued->is_number_unsigned()) {
@@ -110,6 +111,13 @@ Result<ControlRequest> parse_control_request(std::string_view line) {
     if (!from_hex(*sig, sig_bytes) || sig_bytes.size() != 64) return bad("'sig' must be 128 hex characters");
     if (reason && reason->size() > mesh::kRevocationReasonMax) return bad("'reason' too long");
     mesh::Revocation rev;
+    if (token_id) {
+      Bytes tid;
+      if (!from_hex(*token_id, tid) || tid.size() != rev.token_id.size()) {
+        return bad("'token_id' must be 32 hex characters");
+      }
+      std::copy(tid.begin(), tid.end(), rev.token_id.begin());
+    }
     rev.node = *id;
     rev.issued_s = issued->get<std::uint64_t>();
     rev.reason = reason.value_or("");
@@ -137,6 +145,7 @@ nlohmann::json encode_control_request(const ControlRequest& r) {
   }
   if (r.cmd == ControlCmd::revoke && r.revocation) {
     j["node"] = crypto::node_id_hex(r.revocation->node);
+    j["token_id"] = to_hex(r.revocation->token_id);
     j["issued_s"] = r.revocation->issued_s;
     j["reason"] = r.revocation->reason;
     j["sig"] = to_hex(r.revocation->sig);

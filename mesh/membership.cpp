@@ -171,6 +171,10 @@ bool MeshCore::Impl::token_admits(const NodeRecord& candidate) {
       holders.push_back({m.info.record.chain.node.issued_s, id});
     }
   }
+  // Revoked nodes keep their slots (ordered first: they enrolled before being revoked).
+  for (const auto& [id, r] : revocations_) {
+    if (r.token_id == tid && members_.count(id) == 0) holders.push_back({0, id});
+  }
   holders.push_back({candidate.chain.node.issued_s, candidate.id()});
   const std::size_t uses = candidate.chain.enrollment.uses;
   if (holders.size() <= uses) return true;
@@ -181,6 +185,7 @@ bool MeshCore::Impl::token_admits(const NodeRecord& candidate) {
   bool admit = true;
   for (std::size_t i = uses; i < holders.size(); ++i) {
     const NodeId& id = holders[i].id;
+    if (is_revoked(id)) continue;  // already out of the mesh
     if (id == candidate.id()) {
       admit = false;
     } else if (id == self_.id()) {
@@ -255,6 +260,9 @@ void MeshCore::Impl::on_join_request(std::uint64_t now, const NodeId& from, cons
     std::size_t holders = self_.chain.node.token_id == chain.node.token_id ? 1 : 0;
     for (const auto& [id, m] : members_) {
       if (m.info.record.chain.node.token_id == chain.node.token_id) ++holders;
+    }
+    for (const auto& [id, r] : revocations_) {
+      if (r.token_id == chain.node.token_id && members_.count(id) == 0) ++holders;
     }
     if (holders >= chain.enrollment.uses) {
       refuse("token.used_up");

@@ -124,8 +124,9 @@ EndpointMapping get_mapping(ArrayReader& r) {
 }
 
 void put_revocation(Writer& w, const Revocation& rv) {
-  w.array(4);
+  w.array(5);
   w.bin(rv.node);
+  w.bin(rv.token_id);
   w.u64(rv.issued_s);
   w.str(rv.reason.size() > kRevocationReasonMax ? rv.reason.substr(0, kRevocationReasonMax)
                                                 : rv.reason);
@@ -136,6 +137,7 @@ Revocation get_revocation(ArrayReader& r) {
   Revocation rv;
   ArrayReader a = r.array(8);
   rv.node = a.fixed<32>();
+  rv.token_id = a.fixed<16>();
   rv.issued_s = a.u64();
   rv.reason = a.str(kRevocationReasonMax);
   rv.sig = a.fixed<64>();

@@ -69,6 +69,7 @@ Bytes Revocation::signed_bytes() const {
   ByteWriter w;
   w.str(kRevocationDomain);
   w.raw(node);
+  w.raw(token_id);
   w.u64(issued_s);
   w.str(reason);  // u16 length prefix: the layout has exactly one parse
   return w.take();

@@ -56,6 +56,9 @@ struct EndpointMapping {
 // `node` is accepted. A revocation never expires: re-admission needs a new node key.
 struct Revocation {
   NodeId node{};
+  // The token the node enrolled with (zero = unknown). A revoked node keeps counting
+  // against its token's uses: revoking must not free a slot for a copy of the token.
+  crypto::TokenId token_id{};
   std::uint64_t issued_s = 0;  // unix seconds; informative (revocations do not expire)
   std::string reason;          // operator's note; at most kRevocationReasonMax bytes
   crypto::Signature sig{};

@@ -147,6 +147,7 @@ TEST_CASE("control: revoke carries a signed revocation") {
   r.cmd = ControlCmd::revoke;
   mesh::Revocation rev;
   rev.node[0] = 0xAB;
+  rev.token_id[3] = 9;
   rev.issued_s = 1234;
   rev.reason = "lost laptop";
   rev.sig[63] = 7;
@@ -156,6 +157,9 @@ TEST_CASE("control: revoke carries a signed revocation") {
   REQUIRE(back->revocation);
   CHECK(*back->revocation == rev);
   CHECK(!parse_control_request(R"({"cmd":"revoke","node":"ab","issued_s":1,"sig":"00"})").ok());
+  CHECK(!parse_control_request(R"({"cmd":"revoke","node":")" + std::string(64, 'a') +
+                               R"(","token_id":"abc","issued_s":1,"sig":")" + std::string(128, '0') + "\"}")
+             .ok());
   CHECK(!parse_control_request(R"({"cmd":"revoke","node":")" + std::string(64, 'a') + R"(","issued_s":-1,"sig":")" +
                                std::string(128, '0') + "\"}")
              .ok());

@@ -140,6 +140,7 @@ class SimNet {
   Revocation revocation_for(std::size_t i, std::string reason = "compromised") const {
     Revocation r;
     r.node = nodes[i]->id();
+    r.token_id = nodes[i]->chain.node.token_id;
     r.issued_s = now / 1000;
     r.reason = std::move(reason);
     r.sign(root_);

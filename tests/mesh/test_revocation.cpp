@@ -376,3 +376,23 @@ TEST_CASE("revocation: revoking this node itself is an error") {
   net.step(5'000);
   CHECK(net.all_alive());
 }
+
+TEST_CASE("revocation: a revoked node keeps its token's use; a copy of the token is refused") {
+  SimNet net(77);
+  auto boot_tok = net.make_token({100});
+  auto once = net.make_token({100}, /*uses=*/1);
+  net.add_node(boot_tok);
+  net.add_node(once);
+  net.add_node(once);  // enrolls with a copy of the same single-use token
+  net.start(0, {});
+  net.start(1, {0});
+  REQUIRE(net.run_until([&] { return net.nodes[1]->count_events(MeshEvent::Kind::join_accepted) == 1; }, 5'000));
+  REQUIRE(net.nodes[0]->core->revoke(net.now, net.revocation_for(1)).ok());
+  REQUIRE(net.run_until([&] { return all_dropped(net, 1); }, 5'000));
+  net.start(2, {0});
+  REQUIRE(net.run_until([&] { return net.nodes[2]->count_events(MeshEvent::Kind::join_refused) == 1; }, 5'000));
+  const auto ev = std::find_if(net.nodes[2]->events.begin(), net.nodes[2]->events.end(),
+                               [](const MeshEvent& e) { return e.kind == MeshEvent::Kind::join_refused; });
+  CHECK(ev->reason == "token.used_up");
+  CHECK_FALSE(net.nodes[0]->core->member(net.nodes[2]->id()).has_value());
+}
