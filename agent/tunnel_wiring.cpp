@@ -52,6 +52,11 @@ void Daemon::on_plaintext(std::uint64_t now, const crypto::NodeId& peer, std::sp
   }
   if (hdr->flags & wire::kFlagControl) {
     mesh_->handle_message(now, peer, *chain, payload);
+    // Apply what it taught us (a mapping, a member) before the next datagram of this
+    // batch: a frame sent right after the mapping must find it in the forwarding table.
+    // (Transmits it queued go out with the caller's pump.)
+    drain_mesh(now);
+    if (fib_dirty_ && !stopping_) rebuild_fib();
     return;
   }
   const dp::TapDevice* tap = devices_->tap(hdr->vni);
