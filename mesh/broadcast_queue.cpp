@@ -27,6 +27,14 @@ std::size_t BroadcastQueue::push(const Key& key, Bytes encoded) {
   return dropped;
 }
 
+std::size_t BroadcastQueue::erase_prefix(const Key& key, std::size_t prefix_len) {
+  prefix_len = std::min(prefix_len, key.size());
+  return std::erase_if(entries_, [&](const Entry& e) {
+    return std::equal(key.begin(), key.begin() + static_cast<std::ptrdiff_t>(prefix_len),
+                      e.key.begin());
+  });
+}
+
 std::vector<Bytes> BroadcastQueue::take(std::size_t budget_bytes, std::size_t limit) {
   std::vector<Bytes> out;
   if (entries_.empty()) return out;

@@ -27,6 +27,9 @@ class BroadcastQueue {
   // least one if any is queued, so an oversized update still goes out alone); an
   // update sent `limit` times leaves the queue.
   std::vector<Bytes> take(std::size_t budget_bytes, std::size_t limit);
+  // Drops every entry whose key starts with key[0, prefix_len) (a newer fact about a
+  // subject invalidates per-source entries about it). Returns how many.
+  std::size_t erase_prefix(const Key& key, std::size_t prefix_len);
   bool empty() const { return entries_.empty(); }
   std::size_t size() const { return entries_.size(); }
   void clear() { entries_.clear(); }

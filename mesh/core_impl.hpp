@@ -2,7 +2,9 @@
 //   mesh_core.cpp   public API, dispatch, timers, queues
 //   membership.cpp  member table, SWIM state rules and incarnations, join/admission,
 //                   token over-use, leave, reaping
-//   probe.cpp       failure detection: direct + indirect probes, suspicion, gossip tick
+//   probe.cpp       failure detection: direct + indirect probes, nacks, suspicion, gossip tick
+//   suspicion.cpp   Lifeguard suspicion timer (standalone, no MeshCore state)
+//   local_health.cpp Lifeguard local health multiplier (standalone)
 //   mapping_store.cpp  endpoint mappings: publish/withdraw, apply, anti-entropy
 //   revocation.cpp  root-signed node revocations: verify, store, enforce, spread
 //   persist.cpp     storage load/save
@@ -17,8 +19,10 @@
 
 #include "mesh/broadcast_queue.hpp"
 #include "mesh/codec.hpp"
+#include "mesh/local_health.hpp"
 #include "mesh/mesh_core.hpp"
 #include "mesh/messages.hpp"
+#include "mesh/suspicion.hpp"
 
 namespace meshd::mesh {
 
@@ -31,7 +35,7 @@ struct MapKey {
 struct MeshCore::Impl {
   struct Member {
     MemberInfo info;
-    std::uint64_t suspect_deadline_ms = 0;  // valid while suspect
+    Suspicion suspicion;  // valid while suspect
   };
   struct MappingEntry {
     EndpointMapping m;
@@ -44,11 +48,16 @@ struct MeshCore::Impl {
     NodeId target{};
     std::uint64_t seq = 0;
     std::uint64_t sent_ms = 0;
+    std::uint64_t indirect_ms = 0;      // no ack by then: ask helpers (timeout scaled by LHM)
+    std::size_t nacks_expected = 0;     // helpers asked for a nack
+    std::size_t nacks_received = 0;     // bound: nacks_expected
   };
   struct Relay {  // we forward a ping on behalf of `origin` (ping_req)
     NodeId origin{};
     std::uint64_t origin_seq = 0;
     std::uint64_t deadline_ms = 0;
+    std::uint64_t nack_ms = 0;          // no ack from the target by then: nack the origin
+    bool nack_pending = false;          // origin asked for a nack and none was sent yet
   };
 
   Impl(MeshConfig cfg, crypto::SigningKey key, crypto::PublicKey root, NodeRecord self,
@@ -82,6 +91,7 @@ struct MeshCore::Impl {
   std::deque<MeshTransmit> tx_;     // bound: cfg_.transmit_queue_max
   std::deque<MeshEvent> events_;    // bound: cfg_.event_queue_max
   MeshCounters counters_;
+  LocalHealth health_;
 
   // ---- joining
   std::vector<Contact> contacts_;   // bound: kContactsMax
@@ -110,8 +120,13 @@ struct MeshCore::Impl {
   bool serves(std::uint32_t vni) const;
   static bool record_serves(const NodeRecord& r, std::uint32_t vni);
   std::vector<NodeId> live_members() const;  // alive or suspect
+  std::size_t live_count() const;            // same, counted
   std::size_t transmit_limit() const;
   void queue_broadcast(const BroadcastQueue::Key& key, const Update& u);
+  // Gossips a state fact. A suspect with an accuser is keyed per (node, accuser) so
+  // independent confirmations travel side by side; any other state about the node
+  // replaces them all (a newer fact makes them moot).
+  void queue_state(const StateUpdate& s);
   void bump_record(std::uint64_t now);  // own record changed: version+1, sign, persist, gossip
   std::uint64_t now_s(std::uint64_t now_ms) const { return now_ms / 1000; }
 
@@ -119,8 +134,12 @@ struct MeshCore::Impl {
   bool verify_record(std::uint64_t now, const NodeRecord& r);
   void apply_update(std::uint64_t now, const Update& u);
   void apply_member(std::uint64_t now, const MemberEntry& e);
-  void apply_state(std::uint64_t now, const NodeId& id, MemberState st, std::uint64_t inc);
-  void set_state(std::uint64_t now, Member& m, MemberState st, std::uint64_t inc);
+  // `accuser`: who suspects (suspect updates only; absent from older senders).
+  void apply_state(std::uint64_t now, const NodeId& id, MemberState st, std::uint64_t inc,
+                   const std::optional<NodeId>& accuser = std::nullopt);
+  void set_state(std::uint64_t now, Member& m, MemberState st, std::uint64_t inc,
+                 const std::optional<NodeId>& accuser = std::nullopt);
+  void start_suspicion(std::uint64_t now, Member& m, const std::optional<NodeId>& accuser);
   bool token_admits(const NodeRecord& candidate);  // over-use check, refuses extras
   void refuse_node(const NodeId& id);
   void on_member_up(std::uint64_t now, const Member& m);
@@ -146,6 +165,11 @@ struct MeshCore::Impl {
   void on_ping(std::uint64_t now, const NodeId& from, const Ping& m);
   void on_ack(std::uint64_t now, const NodeId& from, const Ack& m);
   void on_ping_req(std::uint64_t now, const NodeId& from, const PingReq& m);
+  void on_nack(std::uint64_t now, const NodeId& from, const Nack& m);
+  void relay_tick(std::uint64_t now);  // nacks due, expired relays
+  void health_delta(int delta);
+  std::uint64_t probe_interval_ms() const { return health_.scale_ms(cfg_.probe_interval_ms); }
+  std::uint64_t probe_timeout_ms() const { return health_.scale_ms(cfg_.probe_timeout_ms); }
   void send_ping(const NodeId& to, std::uint64_t seq, bool with_own_state);
 
   // ---- mapping_store.cpp
@@ -202,5 +226,8 @@ BroadcastQueue::Key member_key(const NodeId& id);
 BroadcastQueue::Key state_key(const NodeId& id);
 BroadcastQueue::Key mapping_key(const MapKey& k);
 BroadcastQueue::Key revocation_key(const NodeId& id);
+// kind 5: a suspect of `node` by `accuser` (first 7 bytes of its id: a collision
+// only merges two confirmations in our queue, never changes a fact).
+BroadcastQueue::Key confirm_key(const NodeId& node, const NodeId& accuser);
 
 }  // namespace meshd::mesh

@@ -17,7 +17,7 @@ void MeshCore::Impl::apply_update(std::uint64_t now, const Update& u) {
   if (const auto* m = std::get_if<MemberEntry>(&u)) {
     apply_member(now, *m);
   } else if (const auto* s = std::get_if<StateUpdate>(&u)) {
-    apply_state(now, s->node, s->state, s->incarnation);
+    apply_state(now, s->node, s->state, s->incarnation, s->accuser);
   } else if (const auto* r = std::get_if<Revocation>(&u)) {
     apply_revocation(now, *r);
   } else {
@@ -85,7 +85,7 @@ void MeshCore::Impl::apply_member(std::uint64_t now, const MemberEntry& e) {
 }
 
 void MeshCore::Impl::apply_state(std::uint64_t now, const NodeId& id, MemberState st,
-                                 std::uint64_t inc) {
+                                 std::uint64_t inc, const std::optional<NodeId>& accuser) {
   if (id == self_.id()) {
     if (!left_ && st != MemberState::alive && inc >= incarnation_) refute(now, inc);
     return;
@@ -112,18 +112,46 @@ void MeshCore::Impl::apply_state(std::uint64_t now, const NodeId& id, MemberStat
       apply = (cur != MemberState::left && inc >= ci) || (cur == MemberState::left && inc > ci);
       break;
   }
-  if (!apply) return;
-  set_state(now, m, st, inc);
-  queue_broadcast(state_key(id), StateUpdate{id, st, inc});
+  const std::optional<NodeId> who = st == MemberState::suspect ? accuser : std::nullopt;
+  if (!apply) {
+    // Lifeguard: another member independently suspects what we already suspect.
+    // A new confirmer shortens our timer; pass it on so others count it too.
+    if (st == MemberState::suspect && cur == MemberState::suspect && inc == ci && who &&
+        m.suspicion.confirm(*who)) {
+      ++counters_.suspicion_confirmations;
+      queue_state(StateUpdate{id, st, inc, who});
+    }
+    return;
+  }
+  set_state(now, m, st, inc, who);
+  queue_state(StateUpdate{id, st, inc, who});
 }
 
-void MeshCore::Impl::set_state(std::uint64_t now, Member& m, MemberState st, std::uint64_t inc) {
+void MeshCore::Impl::start_suspicion(std::uint64_t now, Member& m,
+                                     const std::optional<NodeId>& accuser) {
+  // An unknown accuser (older sender, or a member learned already suspect) is the
+  // zero id: it never matches a real confirmer, so every real one counts.
+  const NodeId who = accuser.value_or(NodeId{});
+  if (cfg_.suspicion_mult == 0) {  // Lifeguard suspicion off: the fixed timer
+    m.suspicion = Suspicion(now, cfg_.suspicion_timeout_ms, cfg_.suspicion_timeout_ms, 0, who);
+    return;
+  }
+  const std::size_t n = live_count() + 1;  // + self
+  const std::uint64_t min =
+      suspicion_min_timeout_ms(cfg_.suspicion_mult, n, cfg_.probe_interval_ms);
+  const std::uint64_t max = min * cfg_.suspicion_max_timeout_mult;
+  m.suspicion = Suspicion(now, min, max,
+                          suspicion_expected_confirmations(cfg_.indirect_probes, n), who);
+}
+
+void MeshCore::Impl::set_state(std::uint64_t now, Member& m, MemberState st, std::uint64_t inc,
+                               const std::optional<NodeId>& accuser) {
   const MemberState prev = m.info.state;
   m.info.incarnation = inc;
   if (st != prev) {
     m.info.state = st;
     m.info.state_since_ms = now;
-    if (st == MemberState::suspect) m.suspect_deadline_ms = now + cfg_.suspicion_timeout_ms;
+    if (st == MemberState::suspect) start_suspicion(now, m, accuser);
   }
   persist_member(m);
   const NodeId id = m.info.id();
@@ -144,7 +172,9 @@ void MeshCore::Impl::refute(std::uint64_t now, std::uint64_t heard_inc) {
   incarnation_ = heard_inc + 1;
   persist_incarnation();
   ++counters_.refutations;
-  queue_broadcast(state_key(self_.id()), StateUpdate{self_.id(), MemberState::alive, incarnation_});
+  // Lifeguard: being suspected hints that our own messages are late or lost.
+  health_delta(1);
+  queue_state(StateUpdate{self_.id(), MemberState::alive, incarnation_, std::nullopt});
   (void)now;
 }
 
@@ -154,8 +184,9 @@ MeshCore::Impl::Member& MeshCore::Impl::insert_member(std::uint64_t now, const M
   m.info.state = e.state;
   m.info.incarnation = e.incarnation;
   m.info.state_since_ms = now;
-  m.suspect_deadline_ms = now + cfg_.suspicion_timeout_ms;
-  return members_[e.record.id()] = std::move(m);
+  Member& added = members_[e.record.id()] = std::move(m);
+  if (e.state == MemberState::suspect) start_suspicion(now, added, std::nullopt);
+  return added;
 }
 
 bool MeshCore::Impl::token_admits(const NodeRecord& candidate) {

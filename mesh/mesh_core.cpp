@@ -20,6 +20,13 @@ BroadcastQueue::Key state_key(const NodeId& id) {
   return k;
 }
 
+BroadcastQueue::Key confirm_key(const NodeId& node, const NodeId& accuser) {
+  BroadcastQueue::Key k = member_key(node);
+  k[0] = 5;
+  std::copy(accuser.begin(), accuser.begin() + (k.size() - 1 - node.size()), k.begin() + 1 + node.size());
+  return k;
+}
+
 BroadcastQueue::Key mapping_key(const MapKey& m) {
   BroadcastQueue::Key k{};
   k[0] = 3;
@@ -37,7 +44,15 @@ MeshCore::Impl::Impl(MeshConfig cfg, crypto::SigningKey key, crypto::PublicKey r
       self_(std::move(self)),
       rng_(rng),
       storage_(storage),
-      broadcasts_(cfg.broadcast_queue_max) {
+      broadcasts_(cfg.broadcast_queue_max),
+      health_(cfg.lhm_max) {
+  // Lifeguard tunables outside their documented bounds are clamped, not refused:
+  // MeshConfig is built by the agent from defaults, and a clamp is always safe.
+  cfg_.suspicion_mult = std::min(cfg_.suspicion_mult, kSuspicionMultMax);
+  cfg_.suspicion_max_timeout_mult =
+      std::clamp<std::uint64_t>(cfg_.suspicion_max_timeout_mult, 1, kSuspicionMaxTimeoutMultMax);
+  cfg_.lhm_max = health_.max();
+  cfg_.nack_timeout_pct = std::clamp<std::uint32_t>(cfg_.nack_timeout_pct, 1, 100);
   limits_.message_bytes_max = cfg_.message_bytes_max;
   limits_.array_len_max = std::max<std::size_t>(cfg_.members_max, 4096);
   // The caller owns the node key; a record for another key is a programmer error.
@@ -97,19 +112,33 @@ std::vector<NodeId> MeshCore::Impl::live_members() const {
   return out;
 }
 
-std::size_t MeshCore::Impl::transmit_limit() const {
-  // Counted, not collected: this runs for every outgoing ping, ack and gossip.
+std::size_t MeshCore::Impl::live_count() const {
   std::size_t live = 0;
   for (const auto& [id, m] : members_) {
     live += m.info.state == MemberState::alive || m.info.state == MemberState::suspect;
   }
-  double n = static_cast<double>(live + 1);
+  return live;
+}
+
+std::size_t MeshCore::Impl::transmit_limit() const {
+  // Counted, not collected: this runs for every outgoing ping, ack and gossip.
+  double n = static_cast<double>(live_count() + 1);
   auto rounds = static_cast<std::size_t>(std::ceil(std::log10(n + 1)));
   return std::max<std::size_t>(1, cfg_.retransmit_mult * std::max<std::size_t>(rounds, 1));
 }
 
 void MeshCore::Impl::queue_broadcast(const BroadcastQueue::Key& key, const Update& u) {
   counters_.drop_queue_full += broadcasts_.push(key, encode_update(u));
+}
+
+void MeshCore::Impl::queue_state(const StateUpdate& s) {
+  if (s.state == MemberState::suspect && s.accuser) {
+    queue_broadcast(confirm_key(s.node, *s.accuser), s);
+    return;
+  }
+  // 1 kind byte + the node id: every per-accuser suspect about this node.
+  broadcasts_.erase_prefix(confirm_key(s.node, NodeId{}), 1 + s.node.size());
+  queue_broadcast(state_key(s.node), s);
 }
 
 void MeshCore::Impl::bump_record(std::uint64_t now) {
@@ -163,6 +192,8 @@ void MeshCore::Impl::handle_message(std::uint64_t now, const NodeId& from, ByteS
           on_push(now, from, m);
         } else if constexpr (std::is_same_v<T, Leave>) {
           on_leave(now, from, m);
+        } else if constexpr (std::is_same_v<T, Nack>) {
+          on_nack(now, from, m);
         }
       },
       msg);
@@ -174,16 +205,16 @@ void MeshCore::Impl::handle_timeout(std::uint64_t now) {
     send_join_requests(now);
     next_join_ms_ = now + cfg_.join_retry_ms;
   }
-  if (probe_.active && !probe_.acked && !probe_.indirect_sent &&
-      now >= probe_.sent_ms + cfg_.probe_timeout_ms) {
+  if (probe_.active && !probe_.acked && !probe_.indirect_sent && now >= probe_.indirect_ms) {
     probe_indirect(now);
   }
   if (now >= next_probe_ms_) {
     probe_tick(now);
-    next_probe_ms_ = now + cfg_.probe_interval_ms;
+    // Lifeguard: a node in poor local health probes less often (interval * (LHM+1)).
+    next_probe_ms_ = now + probe_interval_ms();
   }
   check_suspicions(now);
-  std::erase_if(relays_, [now](const auto& kv) { return kv.second.deadline_ms <= now; });
+  relay_tick(now);
   if (now >= next_gossip_ms_) {
     gossip_tick(now);
     next_gossip_ms_ = now + cfg_.gossip_interval_ms;
@@ -206,12 +237,14 @@ std::uint64_t MeshCore::Impl::poll_timeout() const {
                               next_failed_probe_ms_});
   if (joining_) t = std::min(t, next_join_ms_);
   if (probe_.active && !probe_.acked && !probe_.indirect_sent) {
-    t = std::min(t, probe_.sent_ms + cfg_.probe_timeout_ms);
+    t = std::min(t, probe_.indirect_ms);
   }
   for (const auto& [id, m] : members_) {
-    if (m.info.state == MemberState::suspect) t = std::min(t, m.suspect_deadline_ms);
+    if (m.info.state == MemberState::suspect) t = std::min(t, m.suspicion.deadline_ms());
   }
-  for (const auto& [seq, r] : relays_) t = std::min(t, r.deadline_ms);
+  for (const auto& [seq, r] : relays_) {
+    t = std::min(t, r.nack_pending ? std::min(r.nack_ms, r.deadline_ms) : r.deadline_ms);
+  }
   return t;
 }
 

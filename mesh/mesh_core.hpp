@@ -8,6 +8,9 @@
 // node records gossiped to all, SWIM-style probing (direct + indirect) with suspicion
 // so a killed node is marked failed within 10 s, endpoint mappings signed by the
 // owner and pushed to nodes serving the same VNI, with periodic anti-entropy.
+// Issue 3 adds Lifeguard to the failure detector: a suspicion timer that shrinks with
+// independent confirmations (suspicion.hpp), local health that slows a node's own
+// probing when it is the slow one (local_health.hpp), and nacks from indirect probers.
 #pragma once
 
 #include <cstdint>
@@ -29,7 +32,9 @@ struct MeshConfig {
   std::uint64_t probe_interval_ms = 1000;
   std::uint64_t probe_timeout_ms = 500;
   std::size_t indirect_probes = 2;
-  std::uint64_t suspicion_timeout_ms = 4000;  // suspect -> failed
+  // suspect -> failed when suspicion_mult == 0 (fixed timer, pre-Lifeguard); with
+  // Lifeguard on (the default) the timer is computed, see suspicion_mult below.
+  std::uint64_t suspicion_timeout_ms = 4000;
   std::uint64_t gossip_interval_ms = 200;
   std::size_t gossip_fanout = 3;
   std::uint64_t anti_entropy_interval_ms = 5000;
@@ -53,6 +58,29 @@ struct MeshConfig {
   // "mesh.full", a gossiped one is dropped and counted (drop_table_full). Only the
   // root key holder can fill this table; a mesh that needs more should rotate its root.
   std::size_t revocations_max = 65536;
+  // Added in issue 3 (Lifeguard; memberlist's scheme, see mesh/suspicion.hpp and
+  // mesh/local_health.hpp). Defaults keep "a crash is known by all within 10 s" for
+  // meshes of up to ~10 nodes: min = 4 s (N <= 10), max = 8 s; the suspicion of a
+  // dead node is confirmed by others within a round or two, so it is failed after
+  // ~4-6 s of suspicion (measured worst case ~7 s from the crash, tests/mesh).
+  // memberlist uses max = 6 * min; 2 is chosen here to keep that bound.
+  // Suspicion timer: min = suspicion_mult * max(1, log10(N)) * probe_interval_ms
+  // (N = members alive or suspect, including self), max = min *
+  // suspicion_max_timeout_mult, shrinking from max to min as up to
+  // min(indirect_probes, N-2) members independently confirm. Bounds: suspicion_mult
+  // <= kSuspicionMultMax (32); 0 = fixed suspicion_timeout_ms, no confirmations.
+  // suspicion_max_timeout_mult in [1, kSuspicionMaxTimeoutMultMax (16)].
+  std::uint64_t suspicion_mult = 4;
+  std::uint64_t suspicion_max_timeout_mult = 2;
+  // Local health multiplier: 0..lhm_max; probe interval and probe timeout are
+  // multiplied by (LHM + 1). +1 per failed probe of ours (or +missing nacks when
+  // nacks were expected), +1 per refutation of a suspicion about us, -1 per probe
+  // acked. Bound: lhm_max <= kLocalHealthMaxBound (64); 0 turns local health off.
+  std::uint32_t lhm_max = 8;
+  // An indirect prober that has no ack from the target after this share of
+  // probe_timeout_ms sends a nack to the requester, which counts missing nacks as
+  // evidence that it is the slow one. Bound: [1, 100].
+  std::uint32_t nack_timeout_pct = 80;
 };
 
 struct Contact {  // how to reach a node before its record is known (join tokens)
@@ -106,6 +134,13 @@ struct MeshCounters {
   std::uint64_t joins_refused = 0;       // join requests we refused
   // Added in issue 3:
   std::uint64_t drop_revoked = 0;        // message from, or record/mapping/join of, a revoked node
+  // Added in issue 3 (Lifeguard):
+  std::uint64_t nacks_sent = 0;          // we relayed a ping_req and the target stayed silent
+  std::uint64_t nacks_received = 0;      // a helper nacked our probe (it, at least, hears us)
+  std::uint64_t nacks_missed = 0;        // nacks expected for a failed probe but not received
+  std::uint64_t suspicion_confirmations = 0;  // distinct confirmers that shortened a timer
+  std::uint64_t local_health = 0;        // gauge: current local health multiplier (0..lhm_max)
+  std::uint64_t local_health_max_seen = 0;  // gauge: highest LHM since start
 };
 
 class MeshCore {

@@ -145,7 +145,8 @@ Revocation get_revocation(ArrayReader& r) {
 }
 
 void put_update(Writer& w, const Update& u) {
-  w.array(std::holds_alternative<StateUpdate>(u) ? 4 : 2);
+  const auto* su = std::get_if<StateUpdate>(&u);
+  w.array(su == nullptr ? 2 : su->accuser ? 5 : 4);
   if (const auto* rv = std::get_if<Revocation>(&u)) {
     w.u64(3);
     put_revocation(w, *rv);
@@ -157,6 +158,7 @@ void put_update(Writer& w, const Update& u) {
     w.bin(s->node);
     w.u64(static_cast<std::uint64_t>(s->state));
     w.u64(s->incarnation);
+    if (s->accuser) w.bin(*s->accuser);
   } else {
     w.u64(2);
     put_mapping(w, std::get<EndpointMapping>(u));
@@ -172,6 +174,7 @@ Update get_update(ArrayReader& r) {
       s.node = a.fixed<32>();
       s.state = get_state(a);
       s.incarnation = a.u64();
+      if (a.remaining() > 0) s.accuser = a.fixed<32>();
       return s;
     }
     case 2: return get_mapping(a);
@@ -282,9 +285,18 @@ Bytes encode_join_refuse(const JoinRefuse& m) {
 }
 
 Bytes encode_ping_req(const PingReq& m) {
-  Writer w = header(MsgType::ping_req, 2);
+  // want_nack = false is written as the old two-field form: same meaning, and a
+  // node predating issue 3 reads either form.
+  Writer w = header(MsgType::ping_req, m.want_nack ? 3 : 2);
   w.u64(m.seq);
   w.bin(m.target);
+  if (m.want_nack) w.boolean(true);
+  return w.take();
+}
+
+Bytes encode_nack(const Nack& m) {
+  Writer w = header(MsgType::nack, 1);
+  w.u64(m.seq);
   return w.take();
 }
 
@@ -394,6 +406,7 @@ Result<Message> decode_message(ByteSpan b, const codec::Limits& limits) {
       PingReq m;
       m.seq = r.u64();
       m.target = r.fixed<32>();
+      if (r.remaining() > 0) m.want_nack = r.boolean();
       msg = m;
       break;
     }
@@ -424,6 +437,7 @@ Result<Message> decode_message(ByteSpan b, const codec::Limits& limits) {
       break;
     }
     case MsgType::leave: msg = Leave{r.u64()}; break;
+    case MsgType::nack: msg = Nack{r.u64()}; break;
     default: return make_error("codec.malformed", "unknown message type");
   }
   if (!doc->ok()) return make_error("codec.malformed", "message does not match its schema");

@@ -8,8 +8,10 @@
 //   member   = [record, state, incarnation]
 //   mapping  = [vni, bin6 mac, [[family, bin16 ip]..], bin32 owner, seq, removed, bin64 sig]
 //   revocation = [bin32 node, issued_s, str reason, bin64 sig]   (root-signed)
-//   update   = [0, member] | [1, bin32 node, state, incarnation] | [2, mapping]
-//            | [3, revocation]
+//   update   = [0, member] | [1, bin32 node, state, incarnation(, bin32 accuser)]
+//            | [2, mapping] | [3, revocation]
+//   (the accuser of a suspect state update was appended in issue 3 for Lifeguard
+//   confirmations; without it the update decodes with no accuser)
 #pragma once
 
 #include <cstdint>
@@ -36,11 +38,12 @@ enum class MsgType : std::uint8_t {
   join_refuse = 3,   // [1, 3, reason]
   ping = 4,          // [1, 4, seq, [update..]]
   ack = 5,           // [1, 5, seq, [update..]]
-  ping_req = 6,      // [1, 6, seq, bin32 target]
+  ping_req = 6,      // [1, 6, seq, bin32 target(, want_nack)]  want_nack: issue 3
   gossip = 7,        // [1, 7, [update..]]
   sync_request = 8,  // [1, 8, want_reply, members_digest, [[vni, digest]..], revocations_digest]
   push = 9,          // [1, 9, [member..], [mapping..], want_locals, [revocation..]]
   leave = 10,        // [1, 10, incarnation]
+  nack = 11,         // [1, 11, seq]  issue 3: a ping_req helper got no ack from the target
 };
 
 struct MemberEntry {
@@ -53,6 +56,9 @@ struct StateUpdate {
   NodeId node{};
   MemberState state = MemberState::alive;
   std::uint64_t incarnation = 0;
+  // Who suspects (suspect updates from issue 3 on): distinct accusers shorten the
+  // Lifeguard suspicion timer. Absent from older senders and other states.
+  std::optional<NodeId> accuser;
 };
 
 using Update = std::variant<MemberEntry, StateUpdate, EndpointMapping, Revocation>;
@@ -68,7 +74,10 @@ struct JoinAccept {
 struct JoinRefuse { std::string reason; };
 struct Ping { std::uint64_t seq = 0; std::vector<Update> updates; };
 struct Ack { std::uint64_t seq = 0; std::vector<Update> updates; };
-struct PingReq { std::uint64_t seq = 0; NodeId target{}; };
+// want_nack absent (older sender): false, the helper sends no nack.
+struct PingReq { std::uint64_t seq = 0; NodeId target{}; bool want_nack = false; };
+// `seq` is the requester's ping_req seq.
+struct Nack { std::uint64_t seq = 0; };
 struct Gossip { std::vector<Update> updates; };
 struct SyncRequest {
   bool want_reply = false;
@@ -85,7 +94,7 @@ struct Push {
 struct Leave { std::uint64_t incarnation = 0; };
 
 using Message = std::variant<JoinRequest, JoinAccept, JoinRefuse, Ping, Ack, PingReq, Gossip,
-                             SyncRequest, Push, Leave>;
+                             SyncRequest, Push, Leave, Nack>;
 
 // Pieces, pre-encoded so the broadcast queue can budget bytes per message.
 Bytes encode_member(const MemberEntry& m);
@@ -101,6 +110,7 @@ Bytes encode_join_refuse(const JoinRefuse& m);
 Bytes encode_ping_req(const PingReq& m);
 Bytes encode_sync_request(const SyncRequest& m);
 Bytes encode_leave(const Leave& m);
+Bytes encode_nack(const Nack& m);
 // `updates` are encode_update() outputs.
 Bytes encode_ping(std::uint64_t seq, std::span<const Bytes> updates);
 Bytes encode_ack(std::uint64_t seq, std::span<const Bytes> updates);

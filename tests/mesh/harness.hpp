@@ -92,6 +92,14 @@ class SimNet {
       : cfg_(cfg), rng_(seed), key_rng_(seed ^ 0x5eed), root_(crypto::SigningKey::generate(key_rng_)) {}
 
   double loss = 0.0;           // probability a message is lost
+  // Slow node (Lifeguard tests): messages sent by node `slow_node` (and, with
+  // slow_inbound, sent to it) get slow_delay_ms more latency and are lost with
+  // probability slow_loss. Off by default; when off no extra randomness is drawn, so
+  // other tests replay exactly as before.
+  std::optional<std::size_t> slow_node;
+  std::uint64_t slow_delay_ms = 0;
+  double slow_loss = 0.0;
+  bool slow_inbound = false;
   std::uint64_t now = kT0Ms;   // virtual clock
   std::vector<std::unique_ptr<SimNode>> nodes;
 
@@ -260,8 +268,13 @@ class SimNet {
         ++lost;
         continue;
       }
+      const bool slow = slow_node && (i == *slow_node || (slow_inbound && *to == *slow_node));
+      if (slow && slow_loss > 0 && std::uniform_real_distribution<double>(0, 1)(rng_) < slow_loss) {
+        ++lost;
+        continue;
+      }
       ++delivered;
-      std::uint64_t latency = 1 + rng_() % 10;
+      std::uint64_t latency = 1 + rng_() % 10 + (slow ? slow_delay_ms : 0);
       flight_.emplace(now + latency, Msg{i, *to, std::move(tx->payload)});
     }
   }
