@@ -1,0 +1,131 @@
+// N real MeshCores in one process on a virtual clock, talking through SimNetwork.
+// One event queue (deliveries and per-node timers) ordered by (time, sequence), so a
+// seed replays exactly: nothing depends on hash order, addresses or the wall clock.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <queue>
+#include <unordered_map>
+#include <vector>
+
+#include "crypto/cert.hpp"
+#include "crypto/keys.hpp"
+#include "mesh/mesh_core.hpp"
+#include "sim/lib/sim_network.hpp"
+#include "sim/lib/sim_random.hpp"
+#include "sim/lib/sim_storage.hpp"
+
+namespace meshd::sim {
+
+using crypto::NodeId;
+
+inline constexpr std::uint64_t kSimT0Ms = 1'700'000'000'000ull;  // virtual clock start (unix ms)
+
+struct ClusterConfig {
+  std::size_t nodes = 8;
+  std::uint64_t seed = 1;
+  mesh::MeshConfig mesh{};  // members_max is raised to fit `nodes`
+  LinkModel link{};
+  bool use_storage = true;     // false: restarts come back empty (saves memory at scale)
+  bool lose_unsynced = false;  // SimStorage: crash loses writes after the last checkpoint
+  // With lose_unsynced: how often a node's storage is checkpointed (an fsync cadence;
+  // MeshCore's Storage has no sync call, so the simulator picks the moments).
+  std::uint64_t checkpoint_interval_ms = 5'000;
+  std::size_t seeds = 3;  // nodes 0..seeds-1 are everyone's bootstrap contacts
+  std::uint64_t events_max = 4'000'000'000ull;  // runaway bound on processed events
+};
+
+// What each observer believes about each subject, kept from the events it emitted.
+enum class Seen : std::uint8_t { unknown, alive, dead };
+
+class SimCluster {
+ public:
+  using Listener = std::function<void(std::uint64_t now_ms, NodeIndex observer,
+                                      std::optional<NodeIndex> subject, const mesh::MeshEvent&)>;
+
+  explicit SimCluster(ClusterConfig cfg);
+  ~SimCluster();
+  SimCluster(const SimCluster&) = delete;
+  SimCluster& operator=(const SimCluster&) = delete;
+
+  std::size_t size() const { return nodes_.size(); }
+  std::uint64_t now_ms() const { return now_ms_; }
+  std::uint64_t elapsed_ms() const { return now_ms_ - kSimT0Ms; }
+  const ClusterConfig& config() const { return cfg_; }
+  SimNetwork& network() { return net_; }
+  const SimNetwork& network() const { return net_; }
+
+  // (Re)creates node i's core from its storage, restores and joins via the seed nodes.
+  void start(NodeIndex i);
+  // Drops the core; with lose_unsynced its storage forgets writes since the checkpoint.
+  void crash(NodeIndex i);
+  bool up(NodeIndex i) const;
+  std::uint64_t up_since_ms(NodeIndex i) const;
+  std::size_t up_count() const;
+  mesh::MeshCore& core(NodeIndex i);  // i must be up
+  SimStorage& storage(NodeIndex i);
+  const NodeId& id(NodeIndex i) const;
+  std::optional<NodeIndex> index_of(const NodeId& id) const;
+
+  // Processes every event up to and including until_ms; the clock ends at until_ms.
+  void run_to(std::uint64_t until_ms);
+  // Runs until pred() holds (checked every check_ms of simulated time) or limit_ms of
+  // simulated time passes. Returns the simulated time taken, or nullopt.
+  std::optional<std::uint64_t> run_until(const std::function<bool()>& pred, std::uint64_t limit_ms,
+                                         std::uint64_t check_ms = 50);
+
+  Seen seen(NodeIndex observer, NodeIndex subject) const { return views_[observer][subject]; }
+  // Every up node sees every other up node alive.
+  bool converged() const;
+  // Every up node other than `subject` sees it as `s`.
+  bool all_see(NodeIndex subject, Seen s) const;
+
+  void set_listener(Listener l) { listener_ = std::move(l); }
+  std::uint64_t events_processed() const { return events_processed_; }
+  // Sums of every live core's counters plus those of crashed incarnations.
+  mesh::MeshCounters counters_total() const;
+
+ private:
+  struct Node;
+  struct Event {
+    std::uint64_t at_ms;
+    std::uint64_t seq;  // tie-break: insertion order
+    bool timer;
+    NodeIndex to, from;
+    std::uint32_t generation;  // timers: the incarnation of the core that armed them
+    std::uint32_t payload;     // deliveries: slot in payloads_
+    bool operator>(const Event& o) const {
+      return at_ms != o.at_ms ? at_ms > o.at_ms : seq > o.seq;
+    }
+  };
+
+  void drain(NodeIndex i);
+  void rearm(NodeIndex i);
+  void push(Event e);
+  std::uint32_t store_payload(Bytes b);
+  void add_counters(mesh::MeshCounters& into, const mesh::MeshCounters& c) const;
+
+  ClusterConfig cfg_;
+  bool sodium_ready_;
+  SimRandom key_rng_;
+  crypto::SigningKey root_;
+  crypto::SigningKey enroll_key_;
+  crypto::EnrollmentCert enrollment_;
+  SimNetwork net_;
+  std::vector<std::unique_ptr<Node>> nodes_;
+  std::unordered_map<NodeId, NodeIndex, crypto::NodeIdHash> index_;  // lookups only
+  std::vector<std::vector<Seen>> views_;
+  std::priority_queue<Event, std::vector<Event>, std::greater<>> queue_;
+  std::vector<Bytes> payloads_;
+  std::vector<std::uint32_t> free_payloads_;
+  std::uint64_t now_ms_ = kSimT0Ms;
+  std::uint64_t seq_ = 0;
+  std::uint64_t events_processed_ = 0;
+  mesh::MeshCounters crashed_counters_{};
+  Listener listener_;
+};
+
+}  // namespace meshd::sim
