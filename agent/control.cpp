@@ -1,7 +1,9 @@
 #include "agent/control.hpp"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <spdlog/spdlog.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -195,6 +197,15 @@ void ControlServer::sweep() {
 
 namespace {
 
+// An agent holds the lock but its socket may not be up yet (it is starting).
+bool agent_starting(const std::string& state_dir) {
+  const int fd = ::open((state_dir + "/agent.lock").c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  const bool held = ::flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+  ::close(fd);
+  return held;
+}
+
 int connect_socket(const std::string& path) {
   sockaddr_un addr{};
   if (path.size() >= sizeof addr.sun_path) return -1;
@@ -215,10 +226,37 @@ std::uint64_t mono_ms() {
                                         .count());
 }
 
+// Connects to the agent's socket; while an agent is starting (lock held, socket not
+// bound yet), retries for up to kStartingWait_ms so `meshd join ... &` followed at once
+// by `meshd attach` just works.
+int connect_agent(const std::string& state_dir) {
+  constexpr std::uint64_t kStartingWait_ms = 5000;
+  constexpr useconds_t kRetry_us = 50'000;
+  const std::string path = control_socket_path(state_dir);
+  const std::uint64_t give_up = mono_ms() + kStartingWait_ms;
+  for (;;) {
+    const int fd = connect_socket(path);
+    if (fd >= 0 || !agent_starting(state_dir) || mono_ms() >= give_up) return fd;
+    ::usleep(kRetry_us);
+  }
+}
+
 }  // namespace
 
+int take_agent_lock(const std::string& state_dir) {
+  const int fd = ::open((state_dir + "/agent.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) return -1;
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    const int e = errno;
+    ::close(fd);
+    errno = e;
+    return -1;
+  }
+  return fd;
+}
+
 bool agent_running(const std::string& state_dir) {
-  const int fd = connect_socket(control_socket_path(state_dir));
+  const int fd = connect_agent(state_dir);
   if (fd < 0) return false;
   ::close(fd);
   return true;
@@ -227,7 +265,7 @@ bool agent_running(const std::string& state_dir) {
 ControlCallResult control_call(const std::string& state_dir, const nlohmann::json& request,
                                int timeout_ms) {
   ControlCallResult out;
-  const int fd = connect_socket(control_socket_path(state_dir));
+  const int fd = connect_agent(state_dir);
   if (fd < 0) {
     out.no_agent = true;
     return out;

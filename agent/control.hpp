@@ -26,6 +26,11 @@ inline constexpr int kControlClientTimeout_ms = 10'000;
 
 std::string control_socket_path(const std::string& state_dir);
 
+// DIR/agent.lock: the running agent holds an exclusive flock on it for its whole life,
+// from before the control socket exists. Returns the fd (keep it open), or -1 with
+// errno EWOULDBLOCK if another agent holds it.
+int take_agent_lock(const std::string& state_dir);
+
 class ControlServer {
  public:
   // Sends the response line for one request; safe to call after the client went away

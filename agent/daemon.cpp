@@ -3,8 +3,12 @@
 #include <sodium.h>
 #include <spdlog/spdlog.h>
 
+#include <unistd.h>
+
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 
 #include "agent/identity.hpp"
 #include "agent/locators.hpp"
@@ -77,6 +81,7 @@ Daemon::~Daemon() {
   uv_run(&loop_, UV_RUN_NOWAIT);
   control_.reset();
   if (loop_ready_) uv_loop_close(&loop_);
+  if (lock_fd_ >= 0) ::close(lock_fd_);
 }
 
 int Daemon::start() {
@@ -91,6 +96,14 @@ int Daemon::start() {
     return 1;
   }
   store_ = std::move(store.value());
+  // Held until exit: a second agent is refused, and CLI calls made while we start
+  // (before the control socket exists) wait for us instead of failing.
+  lock_fd_ = take_agent_lock(dir);
+  if (lock_fd_ < 0) {
+    fail_line(errno == EWOULDBLOCK ? "an agent is already running for " + dir
+                                   : "cannot lock " + dir + "/agent.lock: " + std::strerror(errno));
+    return 1;
+  }
 
   if (opt_.joining_identity) {
     id_ = *opt_.joining_identity;

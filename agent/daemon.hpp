@@ -132,6 +132,7 @@ class Daemon {
   Clock clock_;
   OsRandom rng_;
   std::unique_ptr<Store> store_;
+  int lock_fd_ = -1;  // flock on DIR/agent.lock, held for the agent's life
   StoredIdentity id_;
   Locator listen_;
   std::vector<Locator> locators_;

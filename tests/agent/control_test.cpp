@@ -1,6 +1,9 @@
 #include <doctest/doctest.h>
 #include <uv.h>
 
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdlib>
 #include <filesystem>
 #include <thread>
@@ -163,4 +166,23 @@ TEST_CASE("control: revoke carries a signed revocation") {
   CHECK(!parse_control_request(R"({"cmd":"revoke","node":")" + std::string(64, 'a') + R"(","issued_s":-1,"sig":")" +
                                std::string(128, '0') + "\"}")
              .ok());
+}
+
+TEST_CASE("control: one agent lock per state dir, released when its holder closes it") {
+  char tmpl[] = "/tmp/meshd-lock-XXXXXX";
+  REQUIRE(::mkdtemp(tmpl) != nullptr);
+  const std::string dir = tmpl;
+  const int first = take_agent_lock(dir);
+  REQUIRE(first >= 0);
+  errno = 0;
+  CHECK(take_agent_lock(dir) == -1);  // a second agent on the same dir
+  CHECK(errno == EWOULDBLOCK);
+  // No socket yet but the lock is held: an agent is starting; a client gives up only
+  // after waiting for it (bounded), then reports no agent.
+  CHECK_FALSE(agent_running(dir));
+  ::close(first);
+  const int again = take_agent_lock(dir);
+  CHECK(again >= 0);
+  ::close(again);
+  std::filesystem::remove_all(dir);
 }
