@@ -20,6 +20,9 @@ nlohmann::json Daemon::counters_json() const {
   c["tunnel_drop_replay"] = t.drop_replay;
   c["tunnel_drop_rate_limited"] = t.drop_rate_limited;
   c["tunnel_drop_queue_full"] = t.drop_queue_full;
+  c["tunnel_drop_peers_full"] = t.drop_peers_full;
+  c["tunnel_drop_outbox_full"] = t.drop_outbox_full;
+  c["tunnel_drop_handshake_timeout"] = t.drop_handshake_timeout;
 
   const auto& m = mesh_->counters();
   c["mesh_rx_messages"] = m.rx_messages;
@@ -39,6 +42,12 @@ nlohmann::json Daemon::counters_json() const {
   c["mesh_refutations"] = m.refutations;
   c["mesh_joins_refused"] = m.joins_refused;
   c["mesh_drop_revoked"] = m.drop_revoked;
+  c["mesh_nacks_sent"] = m.nacks_sent;
+  c["mesh_nacks_received"] = m.nacks_received;
+  c["mesh_nacks_missed"] = m.nacks_missed;
+  c["mesh_suspicion_confirmations"] = m.suspicion_confirmations;
+  c["mesh_local_health"] = m.local_health;
+  c["mesh_local_health_max_seen"] = m.local_health_max_seen;
 
   const auto& f = forwarder_.counters();
   c["fwd_tx_unicast"] = f.tx_unicast;
@@ -51,6 +60,9 @@ nlohmann::json Daemon::counters_json() const {
   c["fwd_drop_src_not_owner"] = f.drop_src_not_owner;
   c["fwd_drop_vni_not_served"] = f.drop_vni_not_served;
   c["fwd_drop_no_route"] = f.drop_no_route;
+  // Not rejected input: unicast to a local endpoint that the bridge already switched
+  // (it floods frames for MACs it has not learned yet to the TAP too).
+  c["fwd_dst_local_skipped"] = f.drop_dst_local;
 
   c["udp_rx_datagrams"] = counters_.udp_rx_datagrams;
   c["udp_rx_truncated"] = udp_.rx_truncated();

@@ -66,6 +66,8 @@ jq_check "members: 2 alive, 0 failed" "$st" '.members.alive == 2 and .members.fa
 jq_check "vnis == [100,200]" "$st" '.vnis | sort == [100, 200]'
 jq_check "endpoints_local == 2" "$st" '.endpoints_local == 2'
 jq_check "uptime_s and counters" "$st" '(.uptime_s | type == "number") and (.counters | type == "object" and length > 0)'
+jq_check "counters of every subsystem, incl. bounds and Lifeguard" "$st" \
+  '.counters | has("tunnel_drop_peers_full") and has("tunnel_drop_outbox_full") and has("tunnel_drop_handshake_timeout") and has("mesh_nacks_missed") and has("mesh_local_health") and has("fwd_dst_local_skipped") and has("control_bad_request") and has("store_write_errors")'
 for i in 2 3; do
   mid=$(mjson "$i" status | jq -r .mesh_id)
   [ "$mid" = "$MESH_ID" ] || fail "h$i reports mesh_id $mid, want $MESH_ID"
