@@ -133,10 +133,16 @@ std::string describe_attachment(const json& j) {
          (where.empty() ? "" : " (" + where + ")");
 }
 
+// Exit 1 with the one line every control command prints when no agent answers.
+int fail_no_agent(const std::string& state_dir) {
+  return fail(1, "no agent running for " + state_dir + " (start it with: meshd run --state " +
+                     state_dir + ")");
+}
+
 int cmd_control(const Command& c) {
   const auto result = control_call(c.state_dir, encode_control_request(to_request(c)));
   if (result.no_agent) {
-    return fail(1, "no agent running for " + c.state_dir + " (start it with: meshd run --state " + c.state_dir + ")");
+    return fail_no_agent(c.state_dir);
   }
   json resp = result.response;
   if (!resp.value("ok", false)) {
@@ -208,7 +214,7 @@ int cmd_revoke(const Command& c) {
   auto root = load_root_key(c.state_dir);
   if (!root) return fail(root.error().code == "token.no_root" ? 2 : 1, root.error().message);
   if (!agent_running(c.state_dir)) {
-    return fail(1, "no agent running for " + c.state_dir + " (start it with: meshd run --state " + c.state_dir + ")");
+    return fail_no_agent(c.state_dir);
   }
   auto node = resolve_node(c);
   if (!node) return fail(2, node.error().message);
@@ -221,7 +227,7 @@ int cmd_revoke(const Command& c) {
   ControlRequest req{ControlCmd::revoke};
   req.revocation = r;
   const auto result = control_call(c.state_dir, encode_control_request(req));
-  if (result.no_agent) return fail(1, "no agent running for " + c.state_dir);
+  if (result.no_agent) return fail_no_agent(c.state_dir);
   if (!result.response.value("ok", false)) {
     const int code = result.response.value("code", 1) == 2 ? 2 : 1;
     return fail(code, result.response.value("error", std::string("the agent refused the request")));

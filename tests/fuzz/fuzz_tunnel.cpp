@@ -8,27 +8,13 @@
 #include <cstring>
 #include <memory>
 
+#include "crypto/test_support.hpp"
 #include "crypto/tunnel.hpp"
 
 using namespace meshd;
 using namespace meshd::crypto;
 
 namespace {
-
-class FixedRandom : public Random {
- public:
-  void fill(std::span<std::uint8_t> out) override {
-    if (out.empty()) return;
-    std::array<std::uint8_t, 8> nonce{};
-    std::memcpy(nonce.data(), &n_, sizeof n_);
-    ++n_;
-    crypto_stream_chacha20(out.data(), out.size(), nonce.data(), key_.data());
-  }
-
- private:
-  std::array<std::uint8_t, 32> key_{};
-  std::uint64_t n_ = 0;
-};
 
 constexpr std::uint64_t kNow_s = 1'800'000'000;
 
@@ -44,7 +30,7 @@ LocalIdentity identity(const SigningKey& root, Random& rng, const char* name) {
 }
 
 struct World {
-  FixedRandom rng;
+  test::SeededRandomForTest rng{0};  // fixed: every run sees the same keys
   std::unique_ptr<TunnelManager> a, b;
   Locator la = *Locator::parse("10.0.0.1:1"), lb = *Locator::parse("10.0.0.2:2");
   World() {
