@@ -52,9 +52,15 @@ bool parse_num(std::string_view s, T& out) {
 void usage() {
   std::cerr << "usage: mesh-sim --nodes N --seed S [--loss P] [--duplicate P] [--reorder P]\n"
                "                [--delay-min MS] [--delay-max MS] [--scenario "
-               "join|crash|partition|churn]\n"
-               "                [--asymmetric] [--no-storage] [--lose-unsynced] "
-               "[--false-death-budget K] [--json]\n";
+               "join|crash|partition|churn|steady]\n"
+               "                [--asymmetric] [--no-storage] [--lose-unsynced] [--preformed]\n"
+               "                [--duration-s S] [--partition-s S] [--false-death-budget K] [--json]\n"
+               "  tunables (MeshConfig; defaults are the agent's): --probe-interval-ms MS\n"
+               "    --probe-timeout-ms MS --indirect-probes K --suspicion-mult M\n"
+               "    --suspicion-max-mult M --suspicion-floor-ms MS --suspicion-confirmations K\n"
+               "    --direct-retry 0|1\n"
+               "    --lhm-max L --gossip-interval-ms MS --gossip-fanout F --gossip-burst-max B\n"
+               "    --retransmit-mult M --push-pull-ms MS\n";
 }
 
 // User + system CPU seconds of this process: wall time misleads on a shared machine.
@@ -93,6 +99,9 @@ int main(int argc, char** argv) {
     } else if (a == "--lose-unsynced") {
       cfg.lose_unsynced = true;
       continue;
+    } else if (a == "--preformed") {
+      cfg.preformed = true;
+      continue;
     } else if (a == "--help" || a == "-h") {
       usage();
       return 0;
@@ -116,6 +125,45 @@ int main(int argc, char** argv) {
       std::uint64_t b = 0;
       ok = parse_num(v, b);
       cfg.false_death_budget = b;
+    } else if (a == "--duration-s") {
+      std::uint64_t d = 0;
+      ok = parse_num(v, d) && d > 0 && d <= 24 * 3600;
+      cfg.steady_ms = d * 1000;
+    } else if (a == "--probe-interval-ms") {
+      ok = parse_num(v, cfg.mesh.probe_interval_ms) && cfg.mesh.probe_interval_ms > 0;
+    } else if (a == "--probe-timeout-ms") {
+      ok = parse_num(v, cfg.mesh.probe_timeout_ms) && cfg.mesh.probe_timeout_ms > 0;
+    } else if (a == "--indirect-probes") {
+      ok = parse_num(v, cfg.mesh.indirect_probes) && cfg.mesh.indirect_probes <= 16;
+    } else if (a == "--suspicion-mult") {
+      ok = parse_num(v, cfg.mesh.suspicion_mult);
+    } else if (a == "--suspicion-floor-ms") {
+      ok = parse_num(v, cfg.mesh.suspicion_floor_ms);
+    } else if (a == "--suspicion-confirmations") {
+      ok = parse_num(v, cfg.mesh.suspicion_confirmations) && cfg.mesh.suspicion_confirmations <= 16;
+    } else if (a == "--direct-retry") {
+      int d = 0;
+      ok = parse_num(v, d) && (d == 0 || d == 1);
+      cfg.mesh.direct_retry = d == 1;
+    } else if (a == "--lhm-max") {
+      ok = parse_num(v, cfg.mesh.lhm_max) && cfg.mesh.lhm_max <= 64;
+    } else if (a == "--suspicion-max-mult") {
+      ok = parse_num(v, cfg.mesh.suspicion_max_timeout_mult);
+    } else if (a == "--gossip-interval-ms") {
+      ok = parse_num(v, cfg.mesh.gossip_interval_ms) && cfg.mesh.gossip_interval_ms > 0;
+    } else if (a == "--gossip-fanout") {
+      ok = parse_num(v, cfg.mesh.gossip_fanout) && cfg.mesh.gossip_fanout <= 64;
+    } else if (a == "--gossip-burst-max") {
+      ok = parse_num(v, cfg.mesh.gossip_burst_max) && cfg.mesh.gossip_burst_max >= 1 &&
+           cfg.mesh.gossip_burst_max <= 16;
+    } else if (a == "--retransmit-mult") {
+      ok = parse_num(v, cfg.mesh.retransmit_mult) && cfg.mesh.retransmit_mult > 0;
+    } else if (a == "--push-pull-ms") {
+      ok = parse_num(v, cfg.mesh.anti_entropy_interval_ms) && cfg.mesh.anti_entropy_interval_ms > 0;
+    } else if (a == "--partition-s") {
+      std::uint64_t d = 0;
+      ok = parse_num(v, d) && d > 0 && d <= 3600;
+      cfg.partition_ms = d * 1000;
     } else if (a == "--scenario") {
       auto s = meshd::sim::parse_scenario(v);
       ok = s.has_value();
@@ -147,6 +195,21 @@ int main(int argc, char** argv) {
   j["nodes"] = cfg.nodes;
   j["seed"] = cfg.seed;
   j["loss"] = cfg.link.loss;
+  j["preformed"] = cfg.preformed;
+  j["config"] = {{"probe_interval_ms", cfg.mesh.probe_interval_ms},
+                 {"probe_timeout_ms", cfg.mesh.probe_timeout_ms},
+                 {"indirect_probes", cfg.mesh.indirect_probes},
+                 {"suspicion_mult", cfg.mesh.suspicion_mult},
+                 {"suspicion_max_timeout_mult", cfg.mesh.suspicion_max_timeout_mult},
+                 {"suspicion_confirmations", cfg.mesh.suspicion_confirmations},
+                 {"suspicion_floor_ms", cfg.mesh.suspicion_floor_ms},
+                 {"direct_retry", cfg.mesh.direct_retry},
+                 {"lhm_max", cfg.mesh.lhm_max},
+                 {"gossip_interval_ms", cfg.mesh.gossip_interval_ms},
+                 {"gossip_fanout", cfg.mesh.gossip_fanout},
+                 {"gossip_burst_max", cfg.mesh.gossip_burst_max},
+                 {"retransmit_mult", cfg.mesh.retransmit_mult},
+                 {"push_pull_interval_ms", cfg.mesh.anti_entropy_interval_ms}};
   j["ok"] = f.ok;
   j["violations"] = f.violations;
   j["form_ms"] = opt(f.form_ms);
@@ -162,6 +225,7 @@ int main(int argc, char** argv) {
   j["suspicions"] = f.suspicions;
   j["false_suspicions_refuted"] = f.refutations;
   j["false_deaths"] = f.false_deaths;
+  j["false_dead_nodes"] = f.false_dead_nodes;
   j["expected_deaths"] = f.expected_deaths;
   j["drops"] = {{"bad_signature", f.bad_signature_drops},
                 {"queue_full", f.queue_full_drops},
@@ -177,9 +241,9 @@ int main(int argc, char** argv) {
   j["cpu_s"] = cpu_seconds();
   std::cout << (json ? j.dump(2) : j.dump()) << "\n";
   if (!f.ok) {
-    std::cerr << "mesh-sim: invariant violated; seed " << cfg.seed << " (replay: mesh-sim --nodes "
-              << cfg.nodes << " --seed " << cfg.seed << " --loss " << cfg.link.loss
-              << " --scenario " << meshd::sim::scenario_name(cfg.scenario) << ")\n";
+    std::cerr << "mesh-sim: invariant violated; seed " << cfg.seed << " (replay:";
+    for (int i = 0; i < argc; ++i) std::cerr << " " << argv[i];
+    std::cerr << ")\n";
     for (const auto& v : f.violations) std::cerr << "  " << v << "\n";
     return 1;
   }

@@ -31,6 +31,7 @@ struct Scope {
   bool allows(std::uint32_t vni) const;
   // True if every VNI this scope allows is allowed by `outer`.
   bool within(const Scope& outer) const;
+  bool operator==(const Scope&) const = default;
 };
 
 struct EnrollmentCert {
@@ -42,6 +43,7 @@ struct EnrollmentCert {
   std::uint64_t not_after_s = 0;   // joins after this are refused
   std::uint32_t uses = 1;          // how many nodes may enroll with this token
   Signature sig{};                 // root signature over signed_bytes()
+  bool operator==(const EnrollmentCert&) const = default;
 
   Bytes signed_bytes() const;
   Bytes encode() const;
@@ -59,6 +61,7 @@ struct NodeCert {
   std::uint64_t issued_s = 0;
   std::uint64_t not_after_s = 0;
   Signature sig{};      // enrollment-key signature over signed_bytes()
+  bool operator==(const NodeCert&) const = default;
 
   Bytes signed_bytes() const;
   Bytes encode() const;
@@ -72,6 +75,7 @@ struct CertChain {
   static Result<CertChain> decode(ByteSpan b);
   const NodeId& node_id() const { return node.node_id; }
   bool allows_vni(std::uint32_t vni) const { return node.scope.allows(vni); }
+  bool operator==(const CertChain&) const = default;
 };
 
 // Root signs a new enrollment cert.
@@ -91,5 +95,13 @@ NodeCert issue_node_cert(const SigningKey& enroll_key, const EnrollmentCert& enr
 // Errors: "cert.bad_root_signature", "cert.bad_node_signature", "cert.scope",
 // "cert.expired", "cert.not_yet_valid", "cert.token_mismatch".
 Status verify_chain(const PublicKey& root_pub, const CertChain& chain, std::uint64_t now_s);
+
+// verify_chain without the root's signature over the enrollment cert: for callers
+// that verified that enrollment cert (same encoded bytes) before and remember it.
+Status verify_chain_below_root(const CertChain& chain, std::uint64_t now_s);
+
+// Only the time-dependent part of verify_chain (node cert issued in the future, node
+// cert expired): for chains whose signatures were verified earlier and cached.
+Status check_chain_times(const CertChain& chain, std::uint64_t now_s);
 
 }  // namespace meshd::crypto

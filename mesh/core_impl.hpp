@@ -11,7 +11,12 @@
 // Not a public header: only mesh/*.cpp include it.
 #pragma once
 
+#include <algorithm>
+#include <array>
+#include <bitset>
 #include <deque>
+#include <memory>
+#include <memory_resource>
 #include <map>
 #include <set>
 #include <string>
@@ -22,6 +27,7 @@
 #include "mesh/local_health.hpp"
 #include "mesh/mesh_core.hpp"
 #include "mesh/messages.hpp"
+#include "mesh/record_cache.hpp"
 #include "mesh/suspicion.hpp"
 
 namespace meshd::mesh {
@@ -33,9 +39,19 @@ struct MapKey {
 };
 
 struct MeshCore::Impl {
+  static constexpr std::uint32_t kNotLive = ~std::uint32_t{0};
+  // One member table entry. The record is shared (RecordCache): a mesh of N nodes
+  // holds each record once per process, not once per member table.
   struct Member {
-    MemberInfo info;
-    Suspicion suspicion;  // valid while suspect
+    std::shared_ptr<const NodeRecord> rec;
+    std::uint64_t incarnation = 0;
+    std::uint64_t state_since_ms = 0;
+    std::uint32_t live_pos = kNotLive;  // index in live_ while alive or suspect
+    MemberState state = MemberState::alive;
+    const NodeRecord& record() const { return *rec; }
+    const NodeId& id() const { return rec->id(); }
+    bool live() const { return state == MemberState::alive || state == MemberState::suspect; }
+    MemberInfo info() const { return MemberInfo{*rec, state, incarnation, state_since_ms}; }
   };
   struct MappingEntry {
     EndpointMapping m;
@@ -61,7 +77,7 @@ struct MeshCore::Impl {
   };
 
   Impl(MeshConfig cfg, crypto::SigningKey key, crypto::PublicKey root, NodeRecord self,
-       crypto::Random& rng, Storage* storage, std::uint64_t now_ms);
+       crypto::Random& rng, Storage* storage, std::uint64_t now_ms, RecordCache* cache);
 
   // ---- configuration and identity
   MeshConfig cfg_;
@@ -71,11 +87,28 @@ struct MeshCore::Impl {
   NodeRecord self_;
   crypto::Random& rng_;
   Storage* storage_;
+  std::unique_ptr<RecordCache> own_cache_;  // unless the caller shares one
+  RecordCache* cache_;
   std::uint64_t incarnation_ = 0;
   bool left_ = false;
 
   // ---- tables (ordered maps: iteration order is deterministic, so runs replay)
-  std::map<NodeId, Member> members_;          // bound: cfg_.members_max
+  // Member table nodes come from a pool: a 10,000-node mesh has 10,000 of them per
+  // node, and the simulator runs 10,000 nodes in one process (no per-node malloc slack).
+  std::pmr::unsynchronized_pool_resource member_pool_{std::pmr::pool_options{256, 256}};
+  using MemberMap = std::pmr::map<NodeId, Member>;
+  MemberMap members_{&member_pool_};          // bound: cfg_.members_max
+  // Indexes over members_, kept in step by insert_member / erase_member / set_state /
+  // set_record, so nothing periodic scans the whole table:
+  std::vector<Member*> live_;                 // alive or suspect; also the probe order
+  std::map<NodeId, Suspicion> suspicions_;    // exactly the suspect members
+  std::uint64_t members_xor_ = 0;             // XOR of member_hash over live_
+  std::array<std::uint64_t, kMemberBuckets> bucket_xor_{};  // same, by first id byte
+  std::map<crypto::TokenId, std::size_t> token_members_;  // members_ per enrollment token
+  // Members in the order they failed (id, when): those failed less than
+  // gossip_to_dead_ms ago are gossip and push-pull partners too. Stale entries (old,
+  // or alive again) are skipped and pruned. Bound: cfg_.members_max.
+  std::deque<std::pair<NodeId, std::uint64_t>> recently_failed_;
   std::deque<NodeId> refused_order_;          // bound: cfg_.refused_max
   std::set<NodeId> refused_;
   using MappingMap = std::map<MapKey, MappingEntry>;
@@ -100,8 +133,7 @@ struct MeshCore::Impl {
   std::uint64_t next_join_ms_ = 0;
 
   // ---- probing and timers
-  std::vector<NodeId> probe_order_;
-  std::size_t probe_index_ = 0;
+  std::size_t probe_index_ = 0;  // next in live_ (shuffled at the start of each round)
   Probe probe_;
   std::uint64_t next_seq_ = 1;
   std::map<std::uint64_t, Relay> relays_;  // bound: cfg_.indirect_pending_max
@@ -120,7 +152,21 @@ struct MeshCore::Impl {
   bool serves(std::uint32_t vni) const;
   static bool record_serves(const NodeRecord& r, std::uint32_t vni);
   std::vector<NodeId> live_members() const;  // alive or suspect
-  std::size_t live_count() const;            // same, counted
+  std::size_t live_count() const { return live_.size(); }
+  // Up to k distinct live members for which pred holds, chosen at random.
+  template <typename Pred>
+  std::vector<Member*> sample_live(std::size_t k, Pred pred);
+  // Index upkeep (see members_).
+  // k distinct random partners for gossip or push-pull: live members and, in their
+  // share, members failed within gossip_to_dead_ms.
+  std::vector<NodeId> sample_partners(std::uint64_t now, std::size_t k, bool alive_only);
+  void live_add(Member& m);
+  void live_remove(Member& m);
+  void live_shuffle();
+  void set_record(Member& m, std::shared_ptr<const NodeRecord> rec);
+  void digest_toggle(const NodeId& id, std::uint64_t version);  // in or out of the digests
+  MemberMap::iterator erase_member(MemberMap::iterator it);
+  std::size_t token_holders(const crypto::TokenId& tid) const;  // self + members + revoked
   std::size_t transmit_limit() const;
   void queue_broadcast(const BroadcastQueue::Key& key, const Update& u);
   // Gossips a state fact. A suspect with an accuser is keyed per (node, accuser) so
@@ -131,7 +177,8 @@ struct MeshCore::Impl {
   std::uint64_t now_s(std::uint64_t now_ms) const { return now_ms / 1000; }
 
   // ---- membership.cpp
-  bool verify_record(std::uint64_t now, const NodeRecord& r);
+  // The shared verified record, or nullptr (signature, chain or expiry).
+  std::shared_ptr<const NodeRecord> verify_record(std::uint64_t now, const NodeRecord& r);
   void apply_update(std::uint64_t now, const Update& u);
   void apply_member(std::uint64_t now, const MemberEntry& e);
   // `accuser`: who suspects (suspect updates only; absent from older senders).
@@ -148,10 +195,13 @@ struct MeshCore::Impl {
   void on_join_refuse(std::uint64_t now, const NodeId& from, const JoinRefuse& m);
   void on_leave(std::uint64_t now, const NodeId& from, const Leave& m);
   void send_join_requests(std::uint64_t now);
+  // include_members: every member, or with `buckets` only those whose id starts
+  // with a byte set there.
   void send_members_and_mappings(const NodeId& to, bool as_join_accept,
                                  const std::vector<const EndpointMapping*>& maps,
                                  bool include_members, bool want_locals = false,
-                                 bool include_revocations = false);
+                                 bool include_revocations = false,
+                                 const std::bitset<kMemberBuckets>* buckets = nullptr);
   void reap(std::uint64_t now);
   void refute(std::uint64_t now, std::uint64_t heard_inc);
 
@@ -187,7 +237,9 @@ struct MeshCore::Impl {
   void push_locals(const NodeId& to, bool want_locals);
   std::uint64_t members_digest() const;
   std::uint64_t vni_digest(std::uint32_t vni) const;
-  void send_sync_request(const NodeId& to, bool want_reply, const std::vector<std::uint32_t>& vnis);
+  void send_sync_request(const NodeId& to, bool want_reply, const std::vector<std::uint32_t>& vnis,
+                         bool with_buckets = false);
+  std::array<std::uint64_t, kMemberBuckets> member_buckets() const;  // self included
   void anti_entropy(std::uint64_t now);
   void on_sync_request(std::uint64_t now, const NodeId& from, const SyncRequest& m);
   void on_push(std::uint64_t now, const NodeId& from, const Push& m);
@@ -208,7 +260,8 @@ struct MeshCore::Impl {
   void load_meta();
   void restore(std::uint64_t now);
   // Adds a member from an entry (new: caller checked bounds, signature, admission).
-  Member& insert_member(std::uint64_t now, const MemberEntry& e);
+  Member& insert_member(std::uint64_t now, std::shared_ptr<const NodeRecord> rec, MemberState st,
+                        std::uint64_t inc);
   void persist_member(const Member& m);
   void unpersist_member(const NodeId& id);
   void persist_mapping(const EndpointMapping& m);
@@ -221,6 +274,40 @@ struct MeshCore::Impl {
 };
 
 inline constexpr std::size_t kContactsMax = 64;
+// Queued gossip updates per extra gossip message in one tick (see gossip_tick).
+inline constexpr std::size_t kGossipBacklogPerMessage = 32;
+// After a push-pull that found the member tables different, the next one comes after
+// anti_entropy_interval_ms / this (catching up), not the full interval.
+inline constexpr std::uint64_t kAntiEntropyCatchUpDiv = 5;
+// Failed members a push says are alive that we ping at once (see on_push).
+inline constexpr std::size_t kRevivalPingsMax = 8;
+// Alive members drawn per anti-entropy round to find one that shares a VNI with us.
+inline constexpr std::size_t kAntiEntropySample = 16;
+
+// Order-free hash of (node, record version) for the members digest.
+std::uint64_t member_hash(const NodeId& id, std::uint64_t version);
+
+template <typename Pred>
+std::vector<MeshCore::Impl::Member*> MeshCore::Impl::sample_live(std::size_t k, Pred pred) {
+  std::vector<Member*> out;
+  if (k == 0 || live_.empty()) return out;
+  if (live_.size() <= 4 * k + 16) {  // small: every candidate, partially shuffled
+    for (Member* m : live_) {
+      if (pred(*m)) out.push_back(m);
+    }
+    for (std::size_t i = 0; i < out.size() && i < k; ++i) {
+      std::swap(out[i], out[i + rng_.uniform(out.size() - i)]);
+    }
+    if (out.size() > k) out.resize(k);
+    return out;
+  }
+  // Large: random draws, bounded, so a cost never grows with the table.
+  for (std::size_t tries = 0; out.size() < k && tries < 8 * k; ++tries) {
+    Member* m = live_[rng_.uniform(live_.size())];
+    if (pred(*m) && std::find(out.begin(), out.end(), m) == out.end()) out.push_back(m);
+  }
+  return out;
+}
 
 BroadcastQueue::Key member_key(const NodeId& id);
 BroadcastQueue::Key state_key(const NodeId& id);

@@ -111,7 +111,7 @@ void MeshCore::Impl::start_serving(std::uint64_t now, std::uint32_t vni) {
   bump_record(now);
   std::vector<NodeId> peers;
   for (const auto& [id, m] : members_) {
-    if (m.info.state == MemberState::alive && record_serves(m.info.record, vni)) peers.push_back(id);
+    if (m.state == MemberState::alive && record_serves(*m.rec, vni)) peers.push_back(id);
   }
   if (!peers.empty()) send_sync_request(peers[rng_.uniform(peers.size())], true, {vni});
 }
@@ -125,8 +125,7 @@ void MeshCore::Impl::push_to_vni_members(const EndpointMapping& m) {
   Bytes one = encode_update(m);
   Bytes msg = encode_gossip(std::span<const Bytes>(&one, 1));
   for (const auto& [id, mem] : members_) {
-    bool live = mem.info.state == MemberState::alive || mem.info.state == MemberState::suspect;
-    if (live && record_serves(mem.info.record, m.vni)) send(id, msg);
+    if (mem.live() && record_serves(*mem.rec, m.vni)) send(id, msg);
   }
 }
 
@@ -187,12 +186,11 @@ void MeshCore::Impl::apply_mapping(std::uint64_t now, const EndpointMapping& m) 
     return;
   }
   auto owner = members_.find(m.owner);
-  if (owner == members_.end() || (owner->second.info.state != MemberState::alive &&
-                                  owner->second.info.state != MemberState::suspect)) {
+  if (owner == members_.end() || !owner->second.live()) {
     ++counters_.drop_unknown_owner;
     return;
   }
-  if (!owner->second.info.record.chain.allows_vni(m.vni)) {
+  if (!owner->second.rec->chain.allows_vni(m.vni)) {
     ++counters_.drop_scope;
     return;
   }
@@ -240,26 +238,15 @@ std::vector<const EndpointMapping*> MeshCore::Impl::own_mappings_for(const NodeR
 void MeshCore::Impl::push_locals(const NodeId& to, bool want_locals) {
   auto it = members_.find(to);
   if (it == members_.end()) return;
-  auto maps = own_mappings_for(it->second.info.record);
+  auto maps = own_mappings_for(*it->second.rec);
   if (maps.empty() && !want_locals) return;
   send_members_and_mappings(to, false, maps, false, want_locals);
 }
 
 std::uint64_t MeshCore::Impl::members_digest() const {
-  std::vector<std::pair<NodeId, std::uint64_t>> v;
-  v.emplace_back(self_.id(), self_.version);
-  for (const auto& [id, m] : members_) {
-    if (m.info.state == MemberState::alive || m.info.state == MemberState::suspect) {
-      v.emplace_back(id, m.info.record.version);
-    }
-  }
-  std::sort(v.begin(), v.end());
-  Fnv f;
-  for (const auto& [id, ver] : v) {
-    f.bytes(id);
-    f.u64(ver);
-  }
-  return f.h;
+  // Which nodes are live at which record version, order-free and kept up to date by
+  // the member table (O(1) here): equal digests mean nothing to exchange.
+  return members_xor_ ^ member_hash(self_.id(), self_.version);
 }
 
 std::uint64_t MeshCore::Impl::vni_digest(std::uint32_t vni) const {
@@ -274,43 +261,67 @@ std::uint64_t MeshCore::Impl::vni_digest(std::uint32_t vni) const {
   return f.h;
 }
 
+std::array<std::uint64_t, kMemberBuckets> MeshCore::Impl::member_buckets() const {
+  std::array<std::uint64_t, kMemberBuckets> b = bucket_xor_;
+  b[self_.id()[0]] ^= member_hash(self_.id(), self_.version);
+  return b;
+}
+
 void MeshCore::Impl::send_sync_request(const NodeId& to, bool want_reply,
-                                       const std::vector<std::uint32_t>& vnis) {
+                                       const std::vector<std::uint32_t>& vnis,
+                                       bool with_buckets) {
   SyncRequest r;
   r.want_reply = want_reply;
   r.members_digest = members_digest();
+  if (with_buckets) {
+    const auto b = member_buckets();
+    r.member_buckets.assign(b.begin(), b.end());
+  }
   for (std::uint32_t v : vnis) r.vni_digests.emplace_back(v, vni_digest(v));
   r.revocations_digest = revocations_digest_;
   send(to, encode_sync_request(r));
 }
 
 void MeshCore::Impl::anti_entropy(std::uint64_t now) {
-  (void)now;
-  std::vector<NodeId> alive;
-  std::vector<NodeId> sharing;
-  for (const auto& [id, m] : members_) {
-    if (m.info.state != MemberState::alive) continue;
-    alive.push_back(id);
-    for (std::uint32_t v : m.info.record.vnis) {
-      if (serves(v)) {
-        sharing.push_back(id);
-        break;
-      }
-    }
-  }
-  const std::vector<NodeId>& pool = sharing.empty() ? alive : sharing;
+  // A random alive member, preferring one that serves a VNI we serve (its mappings
+  // are the ones we need). Sampled, not scanned: the cost does not grow with N.
+  auto shares = [&](const Member& m) {
+    return std::any_of(m.rec->vnis.begin(), m.rec->vnis.end(),
+                       [&](std::uint32_t v) { return serves(v); });
+  };
+  std::vector<NodeId> pool = sample_partners(now, kAntiEntropySample, true);
   if (pool.empty()) return;
-  const NodeId target = pool[rng_.uniform(pool.size())];
+  auto pick = std::find_if(pool.begin(), pool.end(),
+                           [&](const NodeId& id) { return shares(members_.at(id)); });
+  // Not a VNI peer? Then the first drawn, which may be a recently failed member.
+  const Member& target = members_.at(pick != pool.end() ? *pick : pool.front());
   std::vector<std::uint32_t> common;
-  for (std::uint32_t v : members_.at(target).info.record.vnis) {
+  for (std::uint32_t v : target.rec->vnis) {
     if (serves(v)) common.push_back(v);
   }
-  send_sync_request(target, true, common);
+  send_sync_request(target.id(), true, common);
 }
 
 void MeshCore::Impl::on_sync_request(std::uint64_t now, const NodeId& from, const SyncRequest& m) {
-  (void)now;
+  // Members, in up to three steps so only what differs travels: a digest differs ->
+  // answer with our 256 bucket digests (and ask for theirs); bucket digests in hand ->
+  // push our members of the buckets that differ.
   const bool members_differ = m.members_digest != members_digest();
+  const bool bucket_mode = m.member_buckets.size() == kMemberBuckets;
+  std::bitset<kMemberBuckets> push_buckets;
+  if (members_differ && bucket_mode) {
+    const auto mine = member_buckets();
+    for (std::size_t b = 0; b < kMemberBuckets; ++b) {
+      if (mine[b] != m.member_buckets[b]) push_buckets.set(b);
+    }
+  }
+  const bool push_members = push_buckets.any();
+  // Out of step (a healed partition, a node back from a crash): sync again soon, until
+  // the digests match; in step, once per anti_entropy_interval_ms.
+  if (members_differ) {
+    next_anti_entropy_ms_ =
+        std::min(next_anti_entropy_ms_, now + cfg_.anti_entropy_interval_ms / kAntiEntropyCatchUpDiv);
+  }
   // A sender without the field predates revocations: nothing to compare.
   const bool revocations_differ =
       m.revocations_digest.has_value() && *m.revocations_digest != revocations_digest_;
@@ -324,18 +335,40 @@ void MeshCore::Impl::on_sync_request(std::uint64_t now, const NodeId& from, cons
       maps.push_back(&it->second.m);
     }
   }
-  if (members_differ || !maps.empty() || revocations_differ) {
-    send_members_and_mappings(from, false, maps, members_differ, false, revocations_differ);
+  if (push_members || !maps.empty() || revocations_differ) {
+    send_members_and_mappings(from, false, maps, push_members, false, revocations_differ,
+                              &push_buckets);
   }
-  // Push-pull: ask for their side of whatever differed (once; the reply does not ask back).
-  if (m.want_reply && (members_differ || !differ.empty() || revocations_differ)) {
-    send_sync_request(from, false, differ);
+  // Push-pull: ask for their side of whatever differed (once; the reply does not ask
+  // back), with our buckets if members differ. A request that had no buckets is
+  // answered with ours and want_reply, so its sender pushes what differs and asks for
+  // our side in turn.
+  const bool ask_buckets = members_differ && !bucket_mode;
+  if (ask_buckets || (m.want_reply && (members_differ || !differ.empty() || revocations_differ))) {
+    send_sync_request(from, ask_buckets, differ, members_differ);
   }
 }
 
 void MeshCore::Impl::on_push(std::uint64_t now, const NodeId& from, const Push& m) {
   for (const Revocation& r : m.revocations) apply_revocation(now, r);
   if (left_) return;  // we were among them
+  // Members we hold failed that the sender holds alive at no newer incarnation: after a
+  // partition heals, each side holds the other failed and only the failed node itself
+  // can undo that (by refuting). Tell a few of them now instead of waiting for gossip
+  // or the slow failed-member probe: each refutes, and its ack brings the refutation.
+  std::vector<NodeId> revive;
+  for (const MemberEntry& e : m.members) {
+    if (e.state != MemberState::alive) continue;
+    auto it = members_.find(e.record.id());
+    if (it != members_.end() && it->second.state == MemberState::failed &&
+        e.incarnation <= it->second.incarnation) {
+      revive.push_back(it->first);
+    }
+  }
+  for (std::size_t i = 0; i < revive.size() && i < kRevivalPingsMax; ++i) {
+    std::swap(revive[i], revive[i + rng_.uniform(revive.size() - i)]);
+    send_ping(revive[i], next_seq_++, true);
+  }
   for (const MemberEntry& e : m.members) apply_member(now, e);
   for (const EndpointMapping& e : m.mappings) apply_mapping(now, e);
   if (m.want_locals) push_locals(from, false);

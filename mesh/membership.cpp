@@ -8,9 +8,10 @@
 
 namespace meshd::mesh {
 
-bool MeshCore::Impl::verify_record(std::uint64_t now, const NodeRecord& r) {
-  if (!r.verify_signature()) return false;
-  return crypto::verify_chain(root_pub_, r.chain, now_s(now)).ok();
+std::shared_ptr<const NodeRecord> MeshCore::Impl::verify_record(std::uint64_t now,
+                                                                const NodeRecord& r) {
+  auto v = cache_->verify(r, now_s(now));
+  return v.ok() ? std::move(v.value()) : nullptr;
 }
 
 void MeshCore::Impl::apply_update(std::uint64_t now, const Update& u) {
@@ -40,11 +41,12 @@ void MeshCore::Impl::apply_member(std::uint64_t now, const MemberEntry& e) {
     return;
   }
   auto it = members_.find(id);
-  if (it != members_.end() && e.record.version <= it->second.info.record.version) {
+  if (it != members_.end() && e.record.version <= it->second.rec->version) {
     apply_state(now, id, e.state, e.incarnation);
     return;
   }
-  if (!verify_record(now, e.record)) {
+  std::shared_ptr<const NodeRecord> rec = verify_record(now, e.record);
+  if (!rec) {
     ++counters_.drop_bad_signature;
     return;
   }
@@ -54,27 +56,26 @@ void MeshCore::Impl::apply_member(std::uint64_t now, const MemberEntry& e) {
       ++counters_.drop_table_full;
       return;
     }
-    Member& added = insert_member(now, e);
+    Member& added = insert_member(now, std::move(rec), e.state, e.incarnation);
     persist_member(added);
     queue_broadcast(member_key(id), e);
-    if (e.state == MemberState::alive || e.state == MemberState::suspect) {
-      emit(MeshEvent{MeshEvent::Kind::member_up, added.info, std::nullopt, id, {}});
+    if (added.live()) {
+      emit(MeshEvent{MeshEvent::Kind::member_up, added.info(), std::nullopt, id, {}});
       on_member_up(now, added);
     }
     return;
   }
   Member& m = it->second;
-  std::vector<std::uint32_t> old_vnis = m.info.record.vnis;
-  m.info.record = e.record;
+  std::vector<std::uint32_t> old_vnis = m.rec->vnis;
+  set_record(m, std::move(rec));
   persist_member(m);
-  queue_broadcast(member_key(id), MemberEntry{m.info.record, m.info.state, m.info.incarnation});
-  bool live = m.info.state == MemberState::alive || m.info.state == MemberState::suspect;
-  if (live) {
-    emit(MeshEvent{MeshEvent::Kind::member_updated, m.info, std::nullopt, id, {}});
+  queue_broadcast(member_key(id), MemberEntry{*m.rec, m.state, m.incarnation});
+  if (m.live()) {
+    emit(MeshEvent{MeshEvent::Kind::member_updated, m.info(), std::nullopt, id, {}});
     // It started serving a VNI we serve: it will ask for the VNI's mappings itself;
     // ours it gets now, so it can reach our endpoints at once.
     bool gained_common = false;
-    for (std::uint32_t v : m.info.record.vnis) {
+    for (std::uint32_t v : m.rec->vnis) {
       if (serves(v) && !std::binary_search(old_vnis.begin(), old_vnis.end(), v)) {
         gained_common = true;
       }
@@ -93,8 +94,8 @@ void MeshCore::Impl::apply_state(std::uint64_t now, const NodeId& id, MemberStat
   auto it = members_.find(id);
   if (it == members_.end()) return;  // a state without its record cannot be used
   Member& m = it->second;
-  const MemberState cur = m.info.state;
-  const std::uint64_t ci = m.info.incarnation;
+  const MemberState cur = m.state;
+  const std::uint64_t ci = m.incarnation;
   const bool cur_live = cur == MemberState::alive || cur == MemberState::suspect;
   bool apply = false;
   // SWIM precedence: a higher incarnation always wins; at equal incarnation
@@ -116,8 +117,9 @@ void MeshCore::Impl::apply_state(std::uint64_t now, const NodeId& id, MemberStat
   if (!apply) {
     // Lifeguard: another member independently suspects what we already suspect.
     // A new confirmer shortens our timer; pass it on so others count it too.
+    auto sus = suspicions_.find(id);
     if (st == MemberState::suspect && cur == MemberState::suspect && inc == ci && who &&
-        m.suspicion.confirm(*who)) {
+        sus != suspicions_.end() && sus->second.confirm(*who)) {
       ++counters_.suspicion_confirmations;
       queue_state(StateUpdate{id, st, inc, who});
     }
@@ -133,37 +135,45 @@ void MeshCore::Impl::start_suspicion(std::uint64_t now, Member& m,
   // zero id: it never matches a real confirmer, so every real one counts.
   const NodeId who = accuser.value_or(NodeId{});
   if (cfg_.suspicion_mult == 0) {  // Lifeguard suspicion off: the fixed timer
-    m.suspicion = Suspicion(now, cfg_.suspicion_timeout_ms, cfg_.suspicion_timeout_ms, 0, who);
+    suspicions_.insert_or_assign(
+        m.id(), Suspicion(now, cfg_.suspicion_timeout_ms, cfg_.suspicion_timeout_ms, 0, who));
     return;
   }
   const std::size_t n = live_count() + 1;  // + self
   const std::uint64_t min =
-      suspicion_min_timeout_ms(cfg_.suspicion_mult, n, cfg_.probe_interval_ms);
+      std::max(cfg_.suspicion_floor_ms,
+               suspicion_min_timeout_ms(cfg_.suspicion_mult, n, cfg_.probe_interval_ms));
   const std::uint64_t max = min * cfg_.suspicion_max_timeout_mult;
-  m.suspicion = Suspicion(now, min, max,
-                          suspicion_expected_confirmations(cfg_.indirect_probes, n), who);
+  suspicions_.insert_or_assign(
+      m.id(),
+      Suspicion(now, min, max, suspicion_expected_confirmations(cfg_.suspicion_confirmations, n), who));
 }
 
 void MeshCore::Impl::set_state(std::uint64_t now, Member& m, MemberState st, std::uint64_t inc,
                                const std::optional<NodeId>& accuser) {
-  const MemberState prev = m.info.state;
-  m.info.incarnation = inc;
+  const MemberState prev = m.state;
+  const bool was_live = m.live();
+  const NodeId id = m.id();
+  m.incarnation = inc;
   if (st != prev) {
-    m.info.state = st;
-    m.info.state_since_ms = now;
+    m.state = st;
+    m.state_since_ms = now;
+    if (prev == MemberState::suspect) suspicions_.erase(id);
     if (st == MemberState::suspect) start_suspicion(now, m, accuser);
+    if (was_live && !m.live()) live_remove(m);
+    if (!was_live && m.live()) live_add(m);
   }
   persist_member(m);
-  const NodeId id = m.info.id();
-  const bool was_live = prev == MemberState::alive || prev == MemberState::suspect;
   if (st == MemberState::alive && !was_live) {
-    emit(MeshEvent{MeshEvent::Kind::member_up, m.info, std::nullopt, id, {}});
+    emit(MeshEvent{MeshEvent::Kind::member_up, m.info(), std::nullopt, id, {}});
     on_member_up(now, m);
   } else if (st == MemberState::failed && prev != MemberState::failed) {
-    emit(MeshEvent{MeshEvent::Kind::member_failed, m.info, std::nullopt, id, {}});
+    if (recently_failed_.size() >= cfg_.members_max) recently_failed_.pop_front();
+    recently_failed_.emplace_back(id, now);
+    emit(MeshEvent{MeshEvent::Kind::member_failed, m.info(), std::nullopt, id, {}});
     remove_owner_mappings(id);
   } else if (st == MemberState::left && prev != MemberState::left) {
-    emit(MeshEvent{MeshEvent::Kind::member_left, m.info, std::nullopt, id, {}});
+    emit(MeshEvent{MeshEvent::Kind::member_left, m.info(), std::nullopt, id, {}});
     remove_owner_mappings(id);
   }
 }
@@ -178,19 +188,26 @@ void MeshCore::Impl::refute(std::uint64_t now, std::uint64_t heard_inc) {
   (void)now;
 }
 
-MeshCore::Impl::Member& MeshCore::Impl::insert_member(std::uint64_t now, const MemberEntry& e) {
-  Member m;
-  m.info.record = e.record;
-  m.info.state = e.state;
-  m.info.incarnation = e.incarnation;
-  m.info.state_since_ms = now;
-  Member& added = members_[e.record.id()] = std::move(m);
-  if (e.state == MemberState::suspect) start_suspicion(now, added, std::nullopt);
+MeshCore::Impl::Member& MeshCore::Impl::insert_member(std::uint64_t now,
+                                                      std::shared_ptr<const NodeRecord> rec,
+                                                      MemberState st, std::uint64_t inc) {
+  const NodeId id = rec->id();
+  ++token_members_[rec->chain.node.token_id];
+  Member& added = members_[id];
+  added.rec = std::move(rec);
+  added.state = st;
+  added.incarnation = inc;
+  added.state_since_ms = now;
+  if (added.live()) live_add(added);
+  if (st == MemberState::suspect) start_suspicion(now, added, std::nullopt);
   return added;
 }
 
 bool MeshCore::Impl::token_admits(const NodeRecord& candidate) {
   const crypto::TokenId& tid = candidate.chain.node.token_id;
+  const std::size_t uses = candidate.chain.enrollment.uses;
+  // Fast path, counted: the full list below is only built when the token is over-used.
+  if (token_holders(tid) + 1 <= uses) return true;
   struct Holder {
     std::uint64_t issued_s;
     NodeId id;
@@ -198,16 +215,13 @@ bool MeshCore::Impl::token_admits(const NodeRecord& candidate) {
   std::vector<Holder> holders;
   if (self_.chain.node.token_id == tid) holders.push_back({self_.chain.node.issued_s, self_.id()});
   for (const auto& [id, m] : members_) {
-    if (m.info.record.chain.node.token_id == tid) {
-      holders.push_back({m.info.record.chain.node.issued_s, id});
-    }
+    if (m.rec->chain.node.token_id == tid) holders.push_back({m.rec->chain.node.issued_s, id});
   }
   // Revoked nodes keep their slots (ordered first: they enrolled before being revoked).
   for (const auto& [id, r] : revocations_) {
     if (r.token_id == tid && members_.count(id) == 0) holders.push_back({0, id});
   }
   holders.push_back({candidate.chain.node.issued_s, candidate.id()});
-  const std::size_t uses = candidate.chain.enrollment.uses;
   if (holders.size() <= uses) return true;
   // Every node orders the holders the same way, so all agree on who is extra.
   std::sort(holders.begin(), holders.end(), [](const Holder& a, const Holder& b) {
@@ -228,7 +242,7 @@ bool MeshCore::Impl::token_admits(const NodeRecord& candidate) {
       continue;
     } else {
       remove_owner_mappings(id);
-      members_.erase(id);
+      if (auto gone = members_.find(id); gone != members_.end()) erase_member(gone);
       unpersist_member(id);
     }
     refuse_node(id);
@@ -251,11 +265,11 @@ void MeshCore::Impl::refuse_node(const NodeId& id) {
 
 void MeshCore::Impl::on_member_up(std::uint64_t now, const Member& m) {
   (void)now;
-  for (std::uint32_t v : m.info.record.vnis) {
+  for (std::uint32_t v : m.rec->vnis) {
     if (serves(v)) {
       // Exchange own endpoints both ways: it may be new, or back after we dropped
       // its mappings when it failed.
-      push_locals(m.info.id(), true);
+      push_locals(m.id(), true);
       return;
     }
   }
@@ -288,14 +302,7 @@ void MeshCore::Impl::on_join_request(std::uint64_t now, const NodeId& from, cons
       refuse("token.expired");
       return;
     }
-    std::size_t holders = self_.chain.node.token_id == chain.node.token_id ? 1 : 0;
-    for (const auto& [id, m] : members_) {
-      if (m.info.record.chain.node.token_id == chain.node.token_id) ++holders;
-    }
-    for (const auto& [id, r] : revocations_) {
-      if (r.token_id == chain.node.token_id && members_.count(id) == 0) ++holders;
-    }
-    if (holders >= chain.enrollment.uses) {
+    if (token_holders(chain.node.token_id) >= chain.enrollment.uses) {
       refuse("token.used_up");
       return;
     }
@@ -305,7 +312,7 @@ void MeshCore::Impl::on_join_request(std::uint64_t now, const NodeId& from, cons
       return;
     }
   }
-  if (!verify_record(now, req.record)) {
+  if (!verify_record(now, req.record)) {  // cached: apply_member below does not pay again
     ++counters_.drop_bad_signature;
     return;
   }
@@ -321,7 +328,8 @@ void MeshCore::Impl::on_join_request(std::uint64_t now, const NodeId& from, cons
 void MeshCore::Impl::send_members_and_mappings(const NodeId& to, bool as_join_accept,
                                                const std::vector<const EndpointMapping*>& maps,
                                                bool include_members, bool want_locals,
-                                               bool include_revocations) {
+                                               bool include_revocations,
+                                               const std::bitset<kMemberBuckets>* buckets) {
   // Room for the header and two array headers.
   const std::size_t budget = cfg_.message_bytes_max > 64 ? cfg_.message_bytes_max - 64 : 0;
   std::vector<Bytes> mem;
@@ -349,9 +357,12 @@ void MeshCore::Impl::send_members_and_mappings(const NodeId& to, bool as_join_ac
     for (const auto& [id, r] : revocations_) add(rev, encode_revocation(r));
   }
   if (include_members) {
-    add(mem, encode_member(MemberEntry{self_, MemberState::alive, incarnation_}));
+    auto wanted = [&](const NodeId& id) { return buckets == nullptr || buckets->test(id[0]); };
+    if (wanted(self_.id())) {
+      add(mem, encode_member(MemberEntry{self_, MemberState::alive, incarnation_}));
+    }
     for (const auto& [id, m] : members_) {
-      add(mem, encode_member(MemberEntry{m.info.record, m.info.state, m.info.incarnation}));
+      if (wanted(id)) add(mem, encode_member(MemberEntry{*m.rec, m.state, m.incarnation}));
     }
   }
   for (const EndpointMapping* m : maps) add(map, encode_mapping(*m));
@@ -386,12 +397,12 @@ void MeshCore::Impl::on_leave(std::uint64_t now, const NodeId& from, const Leave
 }
 
 void MeshCore::Impl::reap(std::uint64_t now) {
+  if (live_.size() == members_.size()) return;  // nobody failed or left
   for (auto it = members_.begin(); it != members_.end();) {
-    const MemberInfo& i = it->second.info;
-    bool gone = i.state == MemberState::failed || i.state == MemberState::left;
-    if (gone && now >= i.state_since_ms + cfg_.failed_reap_ms) {
+    const Member& m = it->second;
+    if (!m.live() && now >= m.state_since_ms + cfg_.failed_reap_ms) {
       unpersist_member(it->first);
-      it = members_.erase(it);
+      it = erase_member(it);
     } else {
       ++it;
     }

@@ -35,15 +35,36 @@ BroadcastQueue::Key mapping_key(const MapKey& m) {
   return k;
 }
 
+std::uint64_t member_hash(const NodeId& id, std::uint64_t version) {
+  // splitmix64 finaliser over the id's words and the version.
+  auto mix = [](std::uint64_t z) {
+    z += 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+  };
+  std::uint64_t h = mix(version);
+  for (std::size_t i = 0; i < id.size(); i += 8) {
+    std::uint64_t w = 0;
+    for (std::size_t j = 0; j < 8; ++j) w |= std::uint64_t{id[i + j]} << (8 * j);
+    h = mix(h ^ w);
+  }
+  return h;
+}
+
 MeshCore::Impl::Impl(MeshConfig cfg, crypto::SigningKey key, crypto::PublicKey root,
                      NodeRecord self, crypto::Random& rng, Storage* storage,
-                     std::uint64_t now_ms)
+                     std::uint64_t now_ms, RecordCache* cache)
     : cfg_(cfg),
       key_(std::move(key)),
       root_pub_(root),
       self_(std::move(self)),
       rng_(rng),
       storage_(storage),
+      own_cache_(cache != nullptr && cache->root() == root
+                     ? nullptr
+                     : std::make_unique<RecordCache>(root, cfg.members_max + 64)),
+      cache_(own_cache_ ? own_cache_.get() : cache),
       broadcasts_(cfg.broadcast_queue_max),
       health_(cfg.lhm_max) {
   // Lifeguard tunables outside their documented bounds are clamped, not refused:
@@ -52,6 +73,9 @@ MeshCore::Impl::Impl(MeshConfig cfg, crypto::SigningKey key, crypto::PublicKey r
   cfg_.suspicion_max_timeout_mult =
       std::clamp<std::uint64_t>(cfg_.suspicion_max_timeout_mult, 1, kSuspicionMaxTimeoutMultMax);
   cfg_.lhm_max = health_.max();
+  cfg_.indirect_probes = std::min<std::size_t>(cfg_.indirect_probes, 16);
+  cfg_.gossip_burst_max = std::clamp<std::size_t>(cfg_.gossip_burst_max, 1, 16);
+  cfg_.suspicion_confirmations = std::min(cfg_.suspicion_confirmations, kSuspicionConfirmationsMax);
   cfg_.nack_timeout_pct = std::clamp<std::uint32_t>(cfg_.nack_timeout_pct, 1, 100);
   limits_.message_bytes_max = cfg_.message_bytes_max;
   limits_.array_len_max = std::max<std::size_t>(cfg_.members_max, 4096);
@@ -104,20 +128,111 @@ bool MeshCore::Impl::serves(std::uint32_t vni) const { return record_serves(self
 
 std::vector<NodeId> MeshCore::Impl::live_members() const {
   std::vector<NodeId> out;
-  for (const auto& [id, m] : members_) {
-    if (m.info.state == MemberState::alive || m.info.state == MemberState::suspect) {
+  out.reserve(live_.size());
+  for (const Member* m : live_) out.push_back(m->id());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::vector<NodeId> MeshCore::Impl::sample_partners(std::uint64_t now, std::size_t k,
+                                                    bool alive_only) {
+  while (!recently_failed_.empty() &&
+         recently_failed_.front().second + cfg_.gossip_to_dead_ms <= now) {
+    recently_failed_.pop_front();
+  }
+  auto pred = [alive_only](const Member& m) { return !alive_only || m.state == MemberState::alive; };
+  std::vector<NodeId> out;
+  for (Member* m : sample_live(k, pred)) out.push_back(m->id());
+  if (recently_failed_.empty() || k == 0) return out;
+  // Each slot goes to a recently failed member with its share of live + recent.
+  const std::size_t live = live_.size(), dead = recently_failed_.size();
+  for (std::size_t i = 0; i < out.size() || (out.empty() && i < k); ++i) {
+    if (rng_.uniform(live + dead) >= dead) continue;
+    const NodeId& id = recently_failed_[rng_.uniform(dead)].first;
+    auto it = members_.find(id);
+    if (it == members_.end() || it->second.state != MemberState::failed) continue;
+    if (std::find(out.begin(), out.end(), id) != out.end()) continue;
+    if (i < out.size()) {
+      out[i] = id;
+    } else {
       out.push_back(id);
     }
   }
   return out;
 }
 
-std::size_t MeshCore::Impl::live_count() const {
-  std::size_t live = 0;
-  for (const auto& [id, m] : members_) {
-    live += m.info.state == MemberState::alive || m.info.state == MemberState::suspect;
+void MeshCore::Impl::live_add(Member& m) {
+  // At a random place, like memberlist: a newcomer is probed within one round, at a
+  // time nobody can predict.
+  live_.push_back(&m);
+  m.live_pos = static_cast<std::uint32_t>(live_.size() - 1);
+  const std::size_t j = rng_.uniform(live_.size());
+  std::swap(live_[j], live_.back());
+  live_[j]->live_pos = static_cast<std::uint32_t>(j);
+  live_.back()->live_pos = static_cast<std::uint32_t>(live_.size() - 1);
+  digest_toggle(m.id(), m.rec->version);
+}
+
+void MeshCore::Impl::digest_toggle(const NodeId& id, std::uint64_t version) {
+  const std::uint64_t h = member_hash(id, version);
+  members_xor_ ^= h;
+  bucket_xor_[id[0]] ^= h;
+}
+
+void MeshCore::Impl::live_remove(Member& m) {
+  std::size_t pos = m.live_pos;
+  auto put = [&](std::size_t i, Member* x) {
+    live_[i] = x;
+    x->live_pos = static_cast<std::uint32_t>(i);
+  };
+  // Keep [0, probe_index_) = probed this round: fill a hole there from its end.
+  if (pos < probe_index_) {
+    put(pos, live_[probe_index_ - 1]);
+    pos = --probe_index_;
   }
-  return live;
+  put(pos, live_.back());
+  live_.pop_back();
+  m.live_pos = kNotLive;
+  digest_toggle(m.id(), m.rec->version);
+}
+
+void MeshCore::Impl::live_shuffle() {
+  for (std::size_t i = live_.size(); i > 1; --i) {
+    std::swap(live_[i - 1], live_[rng_.uniform(i)]);
+  }
+  for (std::size_t i = 0; i < live_.size(); ++i) live_[i]->live_pos = static_cast<std::uint32_t>(i);
+}
+
+void MeshCore::Impl::set_record(Member& m, std::shared_ptr<const NodeRecord> rec) {
+  if (m.live()) {
+    digest_toggle(m.id(), m.rec->version);
+    digest_toggle(rec->id(), rec->version);
+  }
+  const crypto::TokenId& was = m.rec->chain.node.token_id;
+  if (rec->chain.node.token_id != was) {
+    if (--token_members_[was] == 0) token_members_.erase(was);
+    ++token_members_[rec->chain.node.token_id];
+  }
+  m.rec = std::move(rec);
+}
+
+MeshCore::Impl::MemberMap::iterator MeshCore::Impl::erase_member(MemberMap::iterator it) {
+  Member& m = it->second;
+  if (m.live()) live_remove(m);
+  suspicions_.erase(it->first);
+  const crypto::TokenId& tid = m.rec->chain.node.token_id;
+  if (--token_members_[tid] == 0) token_members_.erase(tid);
+  return members_.erase(it);
+}
+
+std::size_t MeshCore::Impl::token_holders(const crypto::TokenId& tid) const {
+  std::size_t n = self_.chain.node.token_id == tid ? 1 : 0;
+  if (auto it = token_members_.find(tid); it != token_members_.end()) n += it->second;
+  // Revoked nodes keep their slots (their member entry is gone).
+  for (const auto& [id, r] : revocations_) {
+    if (r.token_id == tid && members_.count(id) == 0) ++n;
+  }
+  return n;
 }
 
 std::size_t MeshCore::Impl::transmit_limit() const {
@@ -239,9 +354,7 @@ std::uint64_t MeshCore::Impl::poll_timeout() const {
   if (probe_.active && !probe_.acked && !probe_.indirect_sent) {
     t = std::min(t, probe_.indirect_ms);
   }
-  for (const auto& [id, m] : members_) {
-    if (m.info.state == MemberState::suspect) t = std::min(t, m.suspicion.deadline_ms());
-  }
+  for (const auto& [id, sus] : suspicions_) t = std::min(t, sus.deadline_ms());
   for (const auto& [seq, r] : relays_) {
     t = std::min(t, r.nack_pending ? std::min(r.nack_ms, r.deadline_ms) : r.deadline_ms);
   }
@@ -252,9 +365,9 @@ std::uint64_t MeshCore::Impl::poll_timeout() const {
 
 MeshCore::MeshCore(MeshConfig cfg, crypto::SigningKey node_key, crypto::PublicKey root_pub,
                    NodeRecord self, crypto::Random& rng, Storage* storage,
-                   std::uint64_t now_ms)
+                   std::uint64_t now_ms, RecordCache* cache)
     : impl_(std::make_unique<Impl>(cfg, std::move(node_key), root_pub, std::move(self), rng,
-                                   storage, now_ms)) {}
+                                   storage, now_ms, cache)) {}
 
 MeshCore::~MeshCore() = default;
 
@@ -338,14 +451,18 @@ const NodeRecord& MeshCore::self() const { return impl_->self_; }
 std::vector<MemberInfo> MeshCore::members() const {
   std::vector<MemberInfo> out;
   out.reserve(impl_->members_.size());
-  for (const auto& [id, m] : impl_->members_) out.push_back(m.info);
+  for (const auto& [id, m] : impl_->members_) out.push_back(m.info());
   return out;
+}
+
+void MeshCore::visit_members(const std::function<void(const NodeId&, MemberState)>& fn) const {
+  for (const auto& [id, m] : impl_->members_) fn(id, m.state);
 }
 
 std::optional<MemberInfo> MeshCore::member(const NodeId& id) const {
   auto it = impl_->members_.find(id);
   if (it == impl_->members_.end()) return std::nullopt;
-  return it->second.info;
+  return it->second.info();
 }
 
 std::vector<EndpointMapping> MeshCore::mappings() const {
@@ -363,7 +480,7 @@ std::optional<Contact> MeshCore::contact(const NodeId& id) const {
   if (id == impl_->self_.id()) return from_record(impl_->self_);
   if (impl_->is_revoked(id)) return std::nullopt;
   auto it = impl_->members_.find(id);
-  if (it != impl_->members_.end()) return from_record(it->second.info.record);
+  if (it != impl_->members_.end()) return from_record(it->second.record());
   for (const Contact& c : impl_->contacts_) {
     if (c.id == id) return c;
   }

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -28,50 +29,35 @@
 
 namespace meshd::mesh {
 
+class RecordCache;
+
 struct MeshConfig {
-  std::uint64_t probe_interval_ms = 1000;
-  std::uint64_t probe_timeout_ms = 500;
-  std::size_t indirect_probes = 2;
-  // suspect -> failed when suspicion_mult == 0 (fixed timer, pre-Lifeguard); with
-  // Lifeguard on (the default) the timer is computed, see suspicion_mult below.
-  std::uint64_t suspicion_timeout_ms = 4000;
-  std::uint64_t gossip_interval_ms = 200;
-  std::size_t gossip_fanout = 3;
-  std::uint64_t anti_entropy_interval_ms = 5000;
-  std::uint64_t join_retry_ms = 1000;
-  std::uint64_t failed_reap_ms = 24ull * 3600 * 1000;  // forget failed members after
-  std::size_t members_max = 4096;
-  std::size_t mappings_max = 65536;
-  std::size_t broadcast_queue_max = 1024;
-  std::size_t message_bytes_max = 60000;  // a control message never exceeds this
-  // Added in issue 2 (tuning; defaults chosen so a crash is known by all within 10 s):
-  std::size_t retransmit_mult = 4;        // gossip sends per update = mult * ceil(log10(N+1))
-  std::uint64_t failed_probe_interval_ms = 5000;  // ping one failed member (notice restarts)
-  std::size_t gossip_bytes_max = 1300;    // piggyback budget per message (fits one packet)
-  std::uint64_t tombstone_keep_ms = 10ull * 60 * 1000;  // removed mappings kept to beat stale copies
-  std::size_t transmit_queue_max = 16384; // overflow: new message dropped, counted
-  std::size_t event_queue_max = 65536;    // overflow: new event dropped, counted
-  std::size_t indirect_pending_max = 256; // ping_req relays in flight; overflow: refused
-  std::size_t refused_max = 4096;         // refused node ids remembered; overflow: oldest forgotten
-  // Added in issue 3. Root-signed revocations are never forgotten (forgetting one would
-  // re-admit the node). Overflow: a new revocation is not stored: revoke() returns
-  // "mesh.full", a gossiped one is dropped and counted (drop_table_full). Only the
-  // root key holder can fill this table; a mesh that needs more should rotate its root.
-  std::size_t revocations_max = 65536;
-  // Added in issue 3 (Lifeguard; memberlist's scheme, see mesh/suspicion.hpp and
-  // mesh/local_health.hpp). Defaults keep "a crash is known by all within 10 s" for
-  // meshes of up to ~10 nodes: min = 4 s (N <= 10), max = 8 s; the suspicion of a
-  // dead node is confirmed by others within a round or two, so it is failed after
-  // ~4-6 s of suspicion (measured worst case ~7 s from the crash, tests/mesh).
-  // memberlist uses max = 6 * min; 2 is chosen here to keep that bound.
-  // Suspicion timer: min = suspicion_mult * max(1, log10(N)) * probe_interval_ms
-  // (N = members alive or suspect, including self), max = min *
-  // suspicion_max_timeout_mult, shrinking from max to min as up to
-  // min(indirect_probes, N-2) members independently confirm. Bounds: suspicion_mult
-  // <= kSuspicionMultMax (32); 0 = fixed suspicion_timeout_ms, no confirmations.
-  // suspicion_max_timeout_mult in [1, kSuspicionMaxTimeoutMultMax (16)].
-  std::uint64_t suspicion_mult = 4;
-  std::uint64_t suspicion_max_timeout_mult = 2;
+  // ---- Failure detection (SWIM + Lifeguard). Defaults tuned with the simulator for
+  // meshes of 3 to 10,000 nodes (bench/README.md has the runs): a crash is known by
+  // every node in ~3-4 s, no healthy node is declared dead at 10 % packet loss, and
+  // idle traffic stays well under 1 KB/s per node. For a WAN with round trips over
+  // ~150 ms raise probe_timeout_ms (and probe_interval_ms with it).
+  std::uint64_t probe_interval_ms = 500;  // one probe per interval (times LHM + 1)
+  std::uint64_t probe_timeout_ms = 200;   // no ack by then: indirect probes + one direct retry
+  std::size_t indirect_probes = 3;        // helpers asked to ping the target. Bound: <= 16
+  // A probe with no ack by probe_timeout is also resent directly (same seq) while the
+  // helpers try: one lost ping or ack no longer makes a suspicion.
+  bool direct_retry = true;
+  // Suspicion timer (Lifeguard, mesh/suspicion.hpp): min = max(suspicion_floor_ms,
+  // suspicion_mult * max(1, log10(N)) * probe_interval_ms) (N = live members
+  // including self), max = min * suspicion_max_timeout_mult; it starts at max and
+  // shrinks to min as suspicion_confirmations other members independently suspect the
+  // same node (at most N - 2 are expected). Defaults: min = 2 s up to N = 10,000,
+  // max = 12 s. memberlist's LAN profile is mult 4 with a 1 s probe: min = 4 s (N <= 10)
+  // to 16 s (N = 10,000), max = 6 * min. Bounds: suspicion_mult <= kSuspicionMultMax
+  // (32), 0 = the fixed suspicion_timeout_ms without confirmations;
+  // suspicion_max_timeout_mult in [1, kSuspicionMaxTimeoutMultMax (16)];
+  // suspicion_confirmations <= kSuspicionConfirmationsMax (16).
+  std::uint64_t suspicion_mult = 1;
+  std::uint64_t suspicion_max_timeout_mult = 6;
+  std::uint64_t suspicion_floor_ms = 2000;  // a small mesh still gives a stalled node time
+  std::size_t suspicion_confirmations = 2;  // memberlist: suspicion mult - 2
+  std::uint64_t suspicion_timeout_ms = 4000;  // only with suspicion_mult == 0
   // Local health multiplier: 0..lhm_max; probe interval and probe timeout are
   // multiplied by (LHM + 1). +1 per failed probe of ours (or +missing nacks when
   // nacks were expected), +1 per refutation of a suspicion about us, -1 per probe
@@ -81,6 +67,41 @@ struct MeshConfig {
   // probe_timeout_ms sends a nack to the requester, which counts missing nacks as
   // evidence that it is the slow one. Bound: [1, 100].
   std::uint32_t nack_timeout_pct = 80;
+  std::uint64_t failed_probe_interval_ms = 5000;  // ping one failed member (notice restarts)
+
+  // ---- Dissemination
+  std::uint64_t gossip_interval_ms = 200;
+  std::size_t gossip_fanout = 3;
+  // With a backlog of queued updates a gossip tick may send up to this many times
+  // gossip_fanout messages (1 = never more than the fanout). Bound: [1, 16].
+  std::size_t gossip_burst_max = 4;
+  std::size_t retransmit_mult = 4;        // gossip sends per update = mult * ceil(log10(N+1))
+  std::size_t gossip_bytes_max = 1300;    // piggyback budget per message (fits one packet)
+  // Members failed less than this long ago still get gossip and push-pull now and then
+  // (memberlist's GossipToTheDeadTime): after a partition heals, that is how the two
+  // sides find each other again. 0 = never.
+  std::uint64_t gossip_to_dead_ms = 30'000;
+  // Push-pull anti-entropy with one random member; after one that found differences,
+  // the next comes after a fifth of this (catching up).
+  std::uint64_t anti_entropy_interval_ms = 5000;
+
+  // ---- Joining, tables, queues
+  std::uint64_t join_retry_ms = 1000;
+  std::uint64_t failed_reap_ms = 24ull * 3600 * 1000;  // forget failed members after
+  std::size_t members_max = 16384;
+  std::size_t mappings_max = 65536;
+  std::size_t broadcast_queue_max = 1024;
+  std::size_t message_bytes_max = 60000;  // a control message never exceeds this
+  std::uint64_t tombstone_keep_ms = 10ull * 60 * 1000;  // removed mappings kept to beat stale copies
+  std::size_t transmit_queue_max = 16384; // overflow: new message dropped, counted
+  std::size_t event_queue_max = 65536;    // overflow: new event dropped, counted
+  std::size_t indirect_pending_max = 256; // ping_req relays in flight; overflow: refused
+  std::size_t refused_max = 4096;         // refused node ids remembered; overflow: oldest forgotten
+  // Root-signed revocations are never forgotten (forgetting one would re-admit the
+  // node). Overflow: a new revocation is not stored: revoke() returns "mesh.full", a
+  // gossiped one is dropped and counted (drop_table_full). Only the root key holder
+  // can fill this table; a mesh that needs more should rotate its root.
+  std::size_t revocations_max = 65536;
 };
 
 struct Contact {  // how to reach a node before its record is known (join tokens)
@@ -147,8 +168,11 @@ class MeshCore {
  public:
   // `self` must be signed by the caller (record.sign(node_key)) or left unsigned:
   // MeshCore re-signs with node_key whenever it bumps the version.
+  // `cache`: verified records shared with other cores of this process (the simulator);
+  // nullptr = a cache of its own. It must be made for the same root_pub.
   MeshCore(MeshConfig cfg, crypto::SigningKey node_key, crypto::PublicKey root_pub,
-           NodeRecord self, crypto::Random& rng, Storage* storage, std::uint64_t now_ms);
+           NodeRecord self, crypto::Random& rng, Storage* storage, std::uint64_t now_ms,
+           RecordCache* cache = nullptr);
   ~MeshCore();
   MeshCore(const MeshCore&) = delete;
   MeshCore& operator=(const MeshCore&) = delete;
@@ -188,6 +212,8 @@ class MeshCore {
   const NodeRecord& self() const;
   std::vector<MemberInfo> members() const;  // excludes self
   std::optional<MemberInfo> member(const NodeId& id) const;
+  // Every member's id and state, without copying records (large meshes, simulator).
+  void visit_members(const std::function<void(const NodeId&, MemberState)>& fn) const;
   std::vector<EndpointMapping> mappings() const;  // live (non-removed), local and remote
   // How to reach a node (record's dh key + locators), if known.
   // nullopt for a revoked node.

@@ -301,7 +301,8 @@ Bytes encode_nack(const Nack& m) {
 }
 
 Bytes encode_sync_request(const SyncRequest& m) {
-  Writer w = header(MsgType::sync_request, m.revocations_digest ? 4 : 3);
+  const bool buckets = !m.member_buckets.empty();
+  Writer w = header(MsgType::sync_request, buckets ? 5 : m.revocations_digest ? 4 : 3);
   w.boolean(m.want_reply);
   w.u64(m.members_digest);
   w.array(m.vni_digests.size());
@@ -310,7 +311,11 @@ Bytes encode_sync_request(const SyncRequest& m) {
     w.u64(vni);
     w.u64(d);
   }
-  if (m.revocations_digest) w.u64(*m.revocations_digest);
+  if (m.revocations_digest || buckets) w.u64(m.revocations_digest.value_or(0));
+  if (buckets) {
+    w.array(m.member_buckets.size());
+    for (std::uint64_t b : m.member_buckets) w.u64(b);
+  }
   return w.take();
 }
 
@@ -422,6 +427,11 @@ Result<Message> decode_message(ByteSpan b, const codec::Limits& limits) {
         m.vni_digests.emplace_back(vni, e.u64());
       }
       if (r.remaining() > 0) m.revocations_digest = r.u64();
+      if (r.remaining() > 0) {
+        ArrayReader b = r.array(kMemberBuckets);
+        if (b.size() != kMemberBuckets) b.fail();
+        while (b.ok() && b.remaining() > 0) m.member_buckets.push_back(b.u64());
+      }
       msg = std::move(m);
       break;
     }

@@ -79,11 +79,16 @@ struct PingReq { std::uint64_t seq = 0; NodeId target{}; bool want_nack = false;
 // `seq` is the requester's ping_req seq.
 struct Nack { std::uint64_t seq = 0; };
 struct Gossip { std::vector<Update> updates; };
+inline constexpr std::size_t kMemberBuckets = 256;
+
 struct SyncRequest {
   bool want_reply = false;
   std::uint64_t members_digest = 0;
   std::vector<std::pair<std::uint32_t, std::uint64_t>> vni_digests;
   std::optional<std::uint64_t> revocations_digest;  // absent: sender predates revocations
+  // Empty, or kMemberBuckets digests of the sender's live members by the first byte of
+  // their id: "send me your members in the buckets where we differ".
+  std::vector<std::uint64_t> member_buckets;
 };
 struct Push {
   std::vector<MemberEntry> members;

@@ -90,7 +90,7 @@ void MeshCore::Impl::restore(std::uint64_t now) {
   // First: they decide which stored members and mappings may come back.
   restore_revocations(now);
   if (self_revoked_) return;
-  std::vector<MemberEntry> members;
+  std::deque<MemberEntry> members;  // no relocation while it grows
   storage_->for_each(kMembers, [&](std::string_view, ByteSpan value) {
     auto e = decode_member(value, limits_);
     if (e.ok()) members.push_back(std::move(e.value()));
@@ -107,13 +107,14 @@ void MeshCore::Impl::restore(std::uint64_t now) {
       ++counters_.drop_table_full;
       continue;
     }
-    if (!verify_record(now, e.record)) {
+    std::shared_ptr<const NodeRecord> rec = verify_record(now, e.record);
+    if (!rec) {
       ++counters_.drop_bad_signature;
       continue;
     }
-    Member& added = insert_member(now, e);
-    if (e.state == MemberState::alive || e.state == MemberState::suspect) {
-      emit(MeshEvent{MeshEvent::Kind::member_up, added.info, std::nullopt, id, {}});
+    Member& added = insert_member(now, std::move(rec), e.state, e.incarnation);
+    if (added.live()) {
+      emit(MeshEvent{MeshEvent::Kind::member_up, added.info(), std::nullopt, id, {}});
     }
   }
 
@@ -145,8 +146,8 @@ void MeshCore::Impl::restore(std::uint64_t now) {
 
 void MeshCore::Impl::persist_member(const Member& m) {
   if (storage_ == nullptr) return;
-  Bytes v = encode_member(MemberEntry{m.info.record, m.info.state, m.info.incarnation});
-  storage_->put(kMembers, to_hex(m.info.id()), v);
+  Bytes v = encode_member(MemberEntry{*m.rec, m.state, m.incarnation});
+  storage_->put(kMembers, to_hex(m.id()), v);
 }
 
 void MeshCore::Impl::persist_revocation(const Revocation& r) {

@@ -14,17 +14,6 @@
 
 namespace meshd::mesh {
 
-namespace {
-
-void shuffle(std::vector<NodeId>& v, crypto::Random& rng) {
-  for (std::size_t i = v.size(); i > 1; --i) {
-    std::size_t j = rng.uniform(i);
-    std::swap(v[i - 1], v[j]);
-  }
-}
-
-}  // namespace
-
 std::vector<Bytes> MeshCore::Impl::piggyback(std::size_t budget) {
   return broadcasts_.take(budget, transmit_limit());
 }
@@ -34,9 +23,9 @@ void MeshCore::Impl::send_ping(const NodeId& to, std::uint64_t seq, bool with_ta
   if (with_target_state) {
     // Tell a suspected/failed node what we think of it, so it can refute at once.
     auto it = members_.find(to);
-    if (it != members_.end() && it->second.info.state != MemberState::alive) {
-      updates.push_back(encode_update(
-          StateUpdate{to, it->second.info.state, it->second.info.incarnation}));
+    if (it != members_.end() && it->second.state != MemberState::alive) {
+      updates.push_back(
+          encode_update(StateUpdate{to, it->second.state, it->second.incarnation}));
     }
   }
   for (Bytes& b : piggyback(cfg_.gossip_bytes_max)) updates.push_back(std::move(b));
@@ -59,13 +48,18 @@ void MeshCore::Impl::probe_tick(std::uint64_t now) {
     }
     if (it != members_.end()) {
       Member& m = it->second;
-      const StateUpdate accusation{probe_.target, MemberState::suspect, m.info.incarnation,
+      const StateUpdate accusation{probe_.target, MemberState::suspect, m.incarnation,
                                    self_.id()};
-      if (m.info.state == MemberState::alive) {
+      auto sus = suspicions_.find(probe_.target);
+      if (m.state == MemberState::alive) {
         ++counters_.suspicions;
-        set_state(now, m, MemberState::suspect, m.info.incarnation, self_.id());
+        set_state(now, m, MemberState::suspect, m.incarnation, self_.id());
         queue_state(accusation);
-      } else if (m.info.state == MemberState::suspect && m.suspicion.confirm(self_.id())) {
+        // Tell the suspect at once (SWIM): if it is only slow or its acks got lost, it
+        // refutes, and its ack carries the refutation straight back to us.
+        send_ping(probe_.target, next_seq_++, true);
+      } else if (m.state == MemberState::suspect && sus != suspicions_.end() &&
+                 sus->second.confirm(self_.id())) {
         // Someone else accused it first; our failed probe is an independent confirmation.
         ++counters_.suspicion_confirmations;
         queue_state(accusation);
@@ -74,25 +68,14 @@ void MeshCore::Impl::probe_tick(std::uint64_t now) {
   }
   probe_.active = false;
 
-  std::optional<NodeId> target;
-  // Two passes at most: finish the current order, then one fresh shuffled order.
-  for (int pass = 0; pass < 2 && !target; ++pass) {
-    while (probe_index_ < probe_order_.size()) {
-      const NodeId& id = probe_order_[probe_index_++];
-      auto it = members_.find(id);
-      if (it != members_.end() && (it->second.info.state == MemberState::alive ||
-                                   it->second.info.state == MemberState::suspect)) {
-        target = id;
-        break;
-      }
-    }
-    if (!target) {
-      probe_order_ = live_members();
-      shuffle(probe_order_, rng_);
-      probe_index_ = 0;
-    }
+  // Randomized round robin over live_ (kept in step with the table, so every entry is
+  // alive or suspect): a fresh shuffle at the start of each round.
+  if (probe_index_ >= live_.size()) {
+    live_shuffle();
+    probe_index_ = 0;
   }
-  if (!target) return;
+  if (live_.empty()) return;
+  const std::optional<NodeId> target = live_[probe_index_++]->id();
   probe_ = Probe{};
   probe_.active = true;
   probe_.target = *target;
@@ -106,44 +89,52 @@ void MeshCore::Impl::probe_tick(std::uint64_t now) {
 void MeshCore::Impl::probe_indirect(std::uint64_t now) {
   (void)now;
   probe_.indirect_sent = true;
-  std::vector<NodeId> helpers;
-  for (const auto& [id, m] : members_) {
-    if (id != probe_.target && m.info.state == MemberState::alive) helpers.push_back(id);
-  }
-  shuffle(helpers, rng_);
-  if (helpers.size() > cfg_.indirect_probes) helpers.resize(cfg_.indirect_probes);
+  const NodeId target = probe_.target;
+  std::vector<Member*> helpers = sample_live(cfg_.indirect_probes, [&](const Member& m) {
+    return m.state == MemberState::alive && m.id() != target;
+  });
   Bytes msg = encode_ping_req(PingReq{probe_.seq, probe_.target, true});
-  for (const NodeId& h : helpers) send(h, msg);
+  for (const Member* h : helpers) send(h->id(), msg);
+  // And once more directly (memberlist's TCP fallback, here one more datagram): on a
+  // lossy network most failed probes are one lost ping or ack, not a dead node.
+  if (cfg_.direct_retry) send_ping(probe_.target, probe_.seq, true);
   probe_.nacks_expected = helpers.size();
 }
 
 void MeshCore::Impl::check_suspicions(std::uint64_t now) {
-  for (auto& [id, m] : members_) {
-    if (m.info.state == MemberState::suspect && now >= m.suspicion.deadline_ms()) {
-      std::uint64_t inc = m.info.incarnation;
-      set_state(now, m, MemberState::failed, inc);
-      queue_state(StateUpdate{id, MemberState::failed, inc, std::nullopt});
-    }
+  std::vector<NodeId> expired;
+  for (const auto& [id, sus] : suspicions_) {
+    if (now >= sus.deadline_ms()) expired.push_back(id);
+  }
+  for (const NodeId& id : expired) {
+    Member& m = members_.at(id);
+    const std::uint64_t inc = m.incarnation;
+    set_state(now, m, MemberState::failed, inc);
+    queue_state(StateUpdate{id, MemberState::failed, inc, std::nullopt});
   }
 }
 
 void MeshCore::Impl::probe_failed_member(std::uint64_t now) {
   (void)now;
+  if (live_.size() == members_.size()) return;  // nobody failed or left
   std::vector<NodeId> failed;
   for (const auto& [id, m] : members_) {
-    if (m.info.state == MemberState::failed) failed.push_back(id);
+    if (m.state == MemberState::failed) failed.push_back(id);
   }
   if (failed.empty()) return;
   send_ping(failed[rng_.uniform(failed.size())], next_seq_++, true);
 }
 
 void MeshCore::Impl::gossip_tick(std::uint64_t now) {
-  (void)now;
   if (broadcasts_.empty()) return;
-  std::vector<NodeId> targets = live_members();
-  shuffle(targets, rng_);
-  if (targets.size() > cfg_.gossip_fanout) targets.resize(cfg_.gossip_fanout);
-  for (const NodeId& t : targets) {
+  // A backlog (a partition healing: hundreds of refutations at once) gets more
+  // messages per tick, up to gossip_burst_max times the fanout, one per
+  // kGossipBacklogPerMessage queued updates beyond the first message's worth.
+  const std::size_t extra = broadcasts_.size() / kGossipBacklogPerMessage;
+  const std::size_t fanout =
+      std::min(cfg_.gossip_fanout * std::max<std::size_t>(1, cfg_.gossip_burst_max),
+               cfg_.gossip_fanout + extra);
+  for (const NodeId& t : sample_partners(now, fanout, false)) {
     std::vector<Bytes> updates = piggyback(cfg_.gossip_bytes_max);
     if (updates.empty()) break;
     send(t, encode_gossip(updates));

@@ -80,11 +80,11 @@ bool MeshCore::Impl::learn_revocation(std::uint64_t now, const Revocation& r, bo
   if (spread) queue_broadcast(revocation_key(r.node), r);
   std::optional<MemberInfo> info;
   auto it = members_.find(r.node);
-  if (it != members_.end()) info = it->second.info;
+  if (it != members_.end()) info = it->second.info();
   emit(MeshEvent{MeshEvent::Kind::node_revoked, info, std::nullopt, r.node, "revoked"});
   remove_owner_mappings(r.node);  // emits mapping_removed for its live mappings
   if (it != members_.end()) {
-    members_.erase(it);
+    erase_member(it);
     unpersist_member(r.node);
   }
   if (probe_.active && probe_.target == r.node) probe_.active = false;

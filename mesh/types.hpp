@@ -32,6 +32,7 @@ struct NodeRecord {
   Bytes signed_bytes() const;
   void sign(const crypto::SigningKey& node_key);
   bool verify_signature() const;
+  bool operator==(const NodeRecord&) const = default;  // field by field, signature included
 };
 
 // (VNI, MAC) -> owner, with the endpoint's IPs. Signed by the owner; `seq` orders

@@ -44,6 +44,7 @@ void InvariantChecker::on_event(std::uint64_t now_ms, NodeIndex observer,
                        cluster_.network().reachable(s, observer);
   if (healthy) {
     ++false_deaths_;
+    false_dead_.insert(s);
   } else {
     ++expected_deaths_;
   }

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -41,6 +42,7 @@ class InvariantChecker {
   const std::vector<std::string>& violations() const { return violations_; }
   std::uint64_t false_deaths() const { return false_deaths_; }
   std::uint64_t expected_deaths() const { return expected_deaths_; }
+  std::uint64_t false_dead_nodes() const { return false_dead_.size(); }
 
  private:
   void fail(const std::string& what);
@@ -50,6 +52,7 @@ class InvariantChecker {
   std::optional<std::uint64_t> last_fault_ms_;
   std::uint64_t false_deaths_ = 0, expected_deaths_ = 0, violation_count_ = 0;
   std::vector<std::string> violations_;
+  std::set<NodeIndex> false_dead_;
 };
 
 }  // namespace meshd::sim

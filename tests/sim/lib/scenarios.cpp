@@ -13,6 +13,7 @@ std::optional<Scenario> parse_scenario(std::string_view s) {
   if (s == "crash") return Scenario::crash;
   if (s == "partition") return Scenario::partition;
   if (s == "churn") return Scenario::churn;
+  if (s == "steady") return Scenario::steady;
   return std::nullopt;
 }
 
@@ -26,6 +27,8 @@ const char* scenario_name(Scenario s) {
       return "partition";
     case Scenario::churn:
       return "churn";
+    case Scenario::steady:
+      return "steady";
   }
   return "?";
 }
@@ -86,6 +89,9 @@ class Driver {
       case Scenario::churn:
         churn();
         break;
+      case Scenario::steady:
+        steady();
+        break;
     }
     checker_.finish();
     const mesh::MeshCounters c = cluster_.counters_total();
@@ -96,6 +102,7 @@ class Driver {
     fig_.table_full_drops = c.drop_table_full;
     fig_.false_deaths = checker_.false_deaths();
     fig_.expected_deaths = checker_.expected_deaths();
+    fig_.false_dead_nodes = checker_.false_dead_nodes();
     fig_.violations = checker_.violations();
     fig_.ok = checker_.ok();
     fig_.sim_ms = cluster_.elapsed_ms();
@@ -123,10 +130,12 @@ class Driver {
     cc.link = c.link;
     cc.use_storage = c.use_storage;
     cc.lose_unsynced = c.lose_unsynced;
+    if (c.preformed) cc.preformed = c.scenario == Scenario::join ? c.nodes - 1 : c.nodes;
     return cc;
   }
   static std::uint64_t budget(const ScenarioConfig& c) {
     if (c.false_death_budget) return *c.false_death_budget;
+    if (c.scenario == Scenario::steady) return 0;  // the target: no false death at all
     return c.link.loss > 0 ? c.nodes : 0;
   }
 
@@ -146,7 +155,10 @@ class Driver {
   bool form(std::size_t count) {
     const std::uint64_t t0 = cluster_.now_ms();
     for (NodeIndex i = 0; i < count; ++i) {
-      cluster_.run_to(t0 + cfg_.form_spread_ms * i / std::max<std::size_t>(1, count));
+      // A preformed mesh was running already: everyone (re)starts at once.
+      if (!cfg_.preformed) {
+        cluster_.run_to(t0 + cfg_.form_spread_ms * i / std::max<std::size_t>(1, count));
+      }
       cluster_.start(i);
     }
     fig_.form_ms =
@@ -265,6 +277,14 @@ class Driver {
         cluster_.run_until([&] { return cluster_.converged(); }, cfg_.measure_limit_ms, 100);
     checker_.expect(fig_.churn_converge_ms.has_value(),
                     "no convergence within measure_limit_ms of churn end");
+  }
+
+  // A formed mesh runs for steady_ms under the link model (e.g. 10 % loss): every
+  // death is false; figures are suspicions, refutations, false deaths and traffic.
+  void steady() {
+    if (!form(cfg_.nodes)) return;
+    cluster_.run_to(cluster_.now_ms() + cfg_.steady_ms);
+    checker_.expect_converged("after steady run");
   }
 
   ScenarioConfig cfg_;

@@ -1,5 +1,7 @@
 #include "sim/lib/sim_cluster.hpp"
 
+#include "mesh/messages.hpp"
+
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -36,6 +38,7 @@ struct SimCluster::Node {
   std::uint64_t armed_ms = mesh::MeshCore::kNoDeadline;
   std::uint64_t up_since_ms = 0;
   std::uint64_t checkpoint_ms = 0;  // last storage checkpoint
+  bool member = false;              // preformed: already a member, first start restores only
 };
 
 SimCluster::SimCluster(ClusterConfig cfg)
@@ -75,6 +78,26 @@ SimCluster::SimCluster(ClusterConfig cfg)
     nodes_.push_back(std::move(n));
   }
   views_.assign(cfg_.nodes, std::vector<Seen>(cfg_.nodes, Seen::unknown));
+  alive_seen_by_.assign(cfg_.nodes, 0);
+  if (cfg_.preformed > 0) {
+    check(cfg_.preformed <= cfg_.nodes, "preformed > nodes");
+    auto base = std::make_shared<SimStorage::Table>();
+    for (std::size_t i = 0; i < cfg_.preformed; ++i) {
+      Node& n = *nodes_[i];
+      n.record.sign(n.key);
+      (*base)[to_hex(n.chain.node_id())] =
+          mesh::encode_member(mesh::MemberEntry{n.record, mesh::MemberState::alive, 0});
+      n.member = true;
+    }
+    for (std::size_t i = 0; i < cfg_.preformed; ++i) {
+      if (cfg_.use_storage) {
+        for (const auto& [k, v] : *base) nodes_[i]->storage.put("members", k, v);
+      } else {
+        nodes_[i]->storage.share_members(base);
+      }
+    }
+  }
+  records_ = std::make_unique<mesh::RecordCache>(root_.public_key(), 4 * cfg_.nodes + 64);
 }
 
 SimCluster::~SimCluster() = default;
@@ -94,32 +117,34 @@ std::optional<NodeIndex> SimCluster::index_of(const NodeId& id) const {
   return it->second;
 }
 
-std::size_t SimCluster::up_count() const {
-  std::size_t n = 0;
-  for (const auto& node : nodes_) n += node->core != nullptr;
-  return n;
-}
+std::size_t SimCluster::up_count() const { return up_; }
 
 void SimCluster::start(NodeIndex i) {
   Node& n = *nodes_[i];
   check(n.core == nullptr, "start of a running node");
   ++n.generation;
+  // A restarted node believes what it restores; its events rebuild the view.
+  for (NodeIndex j = 0; j < nodes_.size(); ++j) set_view(i, j, Seen::unknown);
+  count_node(i, true);
   n.rng = std::make_unique<SimRandom>(mix_seed(mix_seed(cfg_.seed, i), n.generation));
   n.core = std::make_unique<mesh::MeshCore>(cfg_.mesh, n.key, root_.public_key(), n.record, *n.rng,
-                                            cfg_.use_storage ? &n.storage : nullptr, now_ms_);
+                                            cfg_.use_storage || cfg_.preformed > 0 ? &n.storage : nullptr, now_ms_,
+                                            records_.get());
   n.up_since_ms = now_ms_;
   n.checkpoint_ms = now_ms_;
   n.armed_ms = mesh::MeshCore::kNoDeadline;
-  // A restarted node believes what it restores; its events rebuild the view.
-  std::fill(views_[i].begin(), views_[i].end(), Seen::unknown);
   n.core->restore(now_ms_);
   // restore() may not emit member_up for what it loads: take the core's word for it.
-  for (const mesh::MemberInfo& m : n.core->members()) {
-    if (auto j = index_of(m.id())) {
-      const bool live =
-          m.state == mesh::MemberState::alive || m.state == mesh::MemberState::suspect;
-      views_[i][*j] = live ? Seen::alive : Seen::dead;
+  n.core->visit_members([&](const NodeId& mid, mesh::MemberState st) {
+    if (auto j = index_of(mid)) {
+      const bool live = st == mesh::MemberState::alive || st == mesh::MemberState::suspect;
+      set_view(i, *j, live ? Seen::alive : Seen::dead);
     }
+  });
+  if (n.member) {  // preformed: a member already, nothing to join
+    n.member = false;
+    drain(i);
+    return;
   }
   std::vector<mesh::Contact> contacts;
   for (NodeIndex s = 0; s < std::min(cfg_.seeds, nodes_.size()); ++s) {
@@ -135,6 +160,7 @@ void SimCluster::crash(NodeIndex i) {
   Node& n = *nodes_[i];
   check(n.core != nullptr, "crash of a stopped node");
   add_counters(crashed_counters_, n.core->counters());
+  count_node(i, false);
   n.core.reset();
   n.rng.reset();
   n.storage.crash();
@@ -168,10 +194,10 @@ void SimCluster::drain(NodeIndex i) {
     }
     if (subject) {
       using K = mesh::MeshEvent::Kind;
-      if (ev->kind == K::member_up) views_[i][*subject] = Seen::alive;
+      if (ev->kind == K::member_up) set_view(i, *subject, Seen::alive);
       if (ev->kind == K::member_failed || ev->kind == K::member_left ||
           ev->kind == K::node_revoked) {
-        views_[i][*subject] = Seen::dead;
+        set_view(i, *subject, Seen::dead);
       }
     }
     if (listener_) listener_(now_ms_, i, subject, *ev);
@@ -242,14 +268,52 @@ std::optional<std::uint64_t> SimCluster::run_until(const std::function<bool()>& 
   }
 }
 
-bool SimCluster::converged() const {
-  for (NodeIndex a = 0; a < nodes_.size(); ++a) {
-    if (!up(a)) continue;
-    for (NodeIndex b = 0; b < nodes_.size(); ++b) {
-      if (a != b && up(b) && views_[a][b] != Seen::alive) return false;
+void SimCluster::set_view(NodeIndex obs, NodeIndex subj, Seen s) {
+  Seen& v = views_[obs][subj];
+  if (v == s) return;
+  if (obs != subj && up(obs) && up(subj)) {
+    if (v == Seen::alive) {
+      --alive_pairs_;
+      --alive_seen_by_[obs];
+    }
+    if (s == Seen::alive) {
+      ++alive_pairs_;
+      ++alive_seen_by_[obs];
     }
   }
-  return true;
+  v = s;
+}
+
+void SimCluster::count_node(NodeIndex i, bool going_up) {
+  // Called while node i is still down (going up) or still up (going down).
+  std::uint64_t seen_alive = 0;
+  for (NodeIndex j = 0; j < nodes_.size(); ++j) {
+    if (j == i || !up(j)) continue;
+    if (views_[i][j] == Seen::alive) ++seen_alive;
+    if (views_[j][i] == Seen::alive) {
+      if (going_up) {
+        ++alive_seen_by_[j];
+        ++alive_pairs_;
+      } else {
+        --alive_seen_by_[j];
+        --alive_pairs_;
+      }
+    }
+  }
+  if (going_up) {
+    alive_seen_by_[i] = static_cast<std::uint32_t>(seen_alive);
+    alive_pairs_ += seen_alive;
+    ++up_;
+  } else {
+    alive_seen_by_[i] = 0;
+    alive_pairs_ -= seen_alive;
+    --up_;
+  }
+}
+
+bool SimCluster::converged() const {
+  const std::uint64_t up = up_;
+  return up < 2 || alive_pairs_ == up * (up - 1);
 }
 
 bool SimCluster::all_see(NodeIndex subject, Seen s) const {

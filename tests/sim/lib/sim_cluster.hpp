@@ -14,6 +14,7 @@
 #include "crypto/cert.hpp"
 #include "crypto/keys.hpp"
 #include "mesh/mesh_core.hpp"
+#include "mesh/record_cache.hpp"
 #include "sim/lib/sim_network.hpp"
 #include "sim/lib/sim_random.hpp"
 #include "sim/lib/sim_storage.hpp"
@@ -36,6 +37,12 @@ struct ClusterConfig {
   std::uint64_t checkpoint_interval_ms = 5'000;
   std::size_t seeds = 3;  // nodes 0..seeds-1 are everyone's bootstrap contacts
   std::uint64_t events_max = 4'000'000'000ull;  // runaway bound on processed events
+  // Nodes [0, preformed) start as a mesh that has been running: each one's storage
+  // holds all of their signed records as alive members; the first start() of such a
+  // node restores that and does not join. Others join as usual. With use_storage false
+  // the shared member table is read-only (writes to it dropped), so 10,000 nodes do
+  // not each store 10,000 records.
+  std::size_t preformed = 0;
 };
 
 // What each observer believes about each subject, kept from the events it emitted.
@@ -58,7 +65,8 @@ class SimCluster {
   SimNetwork& network() { return net_; }
   const SimNetwork& network() const { return net_; }
 
-  // (Re)creates node i's core from its storage, restores and joins via the seed nodes.
+  // (Re)creates node i's core from its storage, restores and joins via the seed nodes
+  // (a preformed node's first start restores only: it is already a member).
   void start(NodeIndex i);
   // Drops the core; with lose_unsynced its storage forgets writes since the checkpoint.
   void crash(NodeIndex i);
@@ -103,6 +111,10 @@ class SimCluster {
   };
 
   void drain(NodeIndex i);
+  // views_[obs][subj] = s, keeping alive_pairs_ in step.
+  void set_view(NodeIndex obs, NodeIndex subj, Seen s);
+  // Node i goes up or down: pairs it takes part in start or stop counting.
+  void count_node(NodeIndex i, bool up);
   void rearm(NodeIndex i);
   void push(Event e);
   std::uint32_t store_payload(Bytes b);
@@ -114,10 +126,17 @@ class SimCluster {
   crypto::SigningKey root_;
   crypto::SigningKey enroll_key_;
   crypto::EnrollmentCert enrollment_;
+  // One verified-record cache for every core, as if they shared a process: each
+  // record is checked once per run instead of once per node (results are the same).
+  std::unique_ptr<mesh::RecordCache> records_;
   SimNetwork net_;
   std::vector<std::unique_ptr<Node>> nodes_;
   std::unordered_map<NodeId, NodeIndex, crypto::NodeIdHash> index_;  // lookups only
   std::vector<std::vector<Seen>> views_;
+  // converged() in O(1): pairs (a, b), a != b, both up, a sees b alive; per observer too.
+  std::uint64_t alive_pairs_ = 0;
+  std::vector<std::uint32_t> alive_seen_by_;
+  std::size_t up_ = 0;
   std::priority_queue<Event, std::vector<Event>, std::greater<>> queue_;
   std::vector<Bytes> payloads_;
   std::vector<std::uint32_t> free_payloads_;

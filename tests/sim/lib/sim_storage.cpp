@@ -10,6 +10,7 @@ void SimStorage::remember(std::string_view table, std::string_view key) {
 }
 
 void SimStorage::put(std::string_view table, std::string_view key, ByteSpan value) {
+  if (shared(table)) return;
   remember(table, key);
   auto t = tables_.find(table);
   if (t == tables_.end()) t = tables_.emplace(std::string(table), Table{}).first;
@@ -22,6 +23,7 @@ void SimStorage::put(std::string_view table, std::string_view key, ByteSpan valu
 }
 
 void SimStorage::del(std::string_view table, std::string_view key) {
+  if (shared(table)) return;
   auto t = tables_.find(table);
   if (t == tables_.end()) return;
   auto k = t->second.find(key);
@@ -31,6 +33,11 @@ void SimStorage::del(std::string_view table, std::string_view key) {
 }
 
 std::optional<Bytes> SimStorage::get(std::string_view table, std::string_view key) const {
+  if (shared(table)) {
+    auto k = base_members_->find(key);
+    if (k == base_members_->end()) return std::nullopt;
+    return k->second;
+  }
   auto t = tables_.find(table);
   if (t == tables_.end()) return std::nullopt;
   auto k = t->second.find(key);
@@ -40,6 +47,10 @@ std::optional<Bytes> SimStorage::get(std::string_view table, std::string_view ke
 
 void SimStorage::for_each(std::string_view table,
                           const std::function<void(std::string_view, ByteSpan)>& fn) const {
+  if (shared(table)) {
+    for (const auto& [k, v] : *base_members_) fn(k, v);
+    return;
+  }
   auto t = tables_.find(table);
   if (t == tables_.end()) return;
   for (const auto& [k, v] : t->second) fn(k, v);
