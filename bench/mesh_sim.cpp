@@ -54,7 +54,8 @@ void usage() {
                "                [--delay-min MS] [--delay-max MS] [--scenario "
                "join|crash|partition|churn|steady]\n"
                "                [--asymmetric] [--no-storage] [--lose-unsynced] [--preformed]\n"
-               "                [--duration-s S] [--partition-s S] [--false-death-budget K] [--json]\n"
+               "                [--duration-s S] [--partition-s S] [--crashes K] [--false-death-budget K]\n"
+               "                [--json]\n"
                "  tunables (MeshConfig; defaults are the agent's): --probe-interval-ms MS\n"
                "    --probe-timeout-ms MS --indirect-probes K --suspicion-mult M\n"
                "    --suspicion-max-mult M --suspicion-floor-ms MS --suspicion-confirmations K\n"
@@ -160,6 +161,8 @@ int main(int argc, char** argv) {
       ok = parse_num(v, cfg.mesh.retransmit_mult) && cfg.mesh.retransmit_mult > 0;
     } else if (a == "--push-pull-ms") {
       ok = parse_num(v, cfg.mesh.anti_entropy_interval_ms) && cfg.mesh.anti_entropy_interval_ms > 0;
+    } else if (a == "--crashes") {
+      ok = parse_num(v, cfg.crashes) && cfg.crashes >= 1 && cfg.crashes + 3 < cfg.nodes + 1;
     } else if (a == "--partition-s") {
       std::uint64_t d = 0;
       ok = parse_num(v, d) && d > 0 && d <= 3600;
@@ -230,9 +233,16 @@ int main(int argc, char** argv) {
   j["drops"] = {{"bad_signature", f.bad_signature_drops},
                 {"queue_full", f.queue_full_drops},
                 {"table_full", f.table_full_drops}};
+  // "bytes" are control-message payloads as the mesh core hands them over; "wire_bytes"
+  // add what each becomes on an IPv4 underlay: transport header 16 + inner header 4 +
+  // AEAD tag 16 + UDP 8 + IPv4 20 = 64 bytes per packet (one message, one packet).
+  auto wire = [](double bytes, double packets) { return bytes + 64.0 * packets; };
   j["formation_per_node_s"] = {{"bytes", f.form_bytes_per_node_s},
-                               {"packets", f.form_packets_per_node_s}};
-  j["steady_per_node_s"] = {{"bytes", f.bytes_per_node_s}, {"packets", f.packets_per_node_s}};
+                               {"packets", f.form_packets_per_node_s},
+                               {"wire_bytes", wire(f.form_bytes_per_node_s, f.form_packets_per_node_s)}};
+  j["steady_per_node_s"] = {{"bytes", f.bytes_per_node_s},
+                            {"packets", f.packets_per_node_s},
+                            {"wire_bytes", wire(f.bytes_per_node_s, f.packets_per_node_s)}};
   j["peak_memory_per_node_kb"] = mem_per_node_kb;
   j["sim_ms"] = f.sim_ms;
   j["events"] = f.events;

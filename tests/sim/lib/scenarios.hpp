@@ -32,6 +32,7 @@ struct ScenarioConfig {
   std::uint64_t settle_ms = 2'000;                  // quiet time after formation
   std::uint64_t measure_limit_ms = 120'000;
   std::uint64_t partition_ms = 15'000;
+  std::size_t crashes = 1;  // crash: victims killed at the same moment (not the seeds)
   std::uint64_t churn_ms = 30'000;
   std::uint64_t churn_interval_ms = 1'000;
   std::uint64_t churn_down_ms = 12'000;  // a crashed node stays down this long
@@ -50,6 +51,7 @@ struct Figures {
   // join: time until the joining node is known (alive) by 50/99/99.9/100 % of the others
   std::optional<std::uint64_t> join_p50_ms, join_p99_ms, join_p999_ms, join_p100_ms;
   // crash: time until the crashed node is seen failed by 50 % and by all live nodes
+  // (with several victims: p50 is the first victim's, "all" is all of them by all)
   std::optional<std::uint64_t> crash_p50_ms, crash_all_ms;
   // partition: time from heal until converged again
   std::optional<std::uint64_t> heal_converge_ms;
