@@ -46,6 +46,7 @@ struct MeshCore::Impl {
     std::shared_ptr<const NodeRecord> rec;
     std::uint64_t incarnation = 0;
     std::uint64_t state_since_ms = 0;
+    std::shared_ptr<const crypto::Signature> proof;  // the node's proof of `incarnation`
     std::uint32_t live_pos = kNotLive;  // index in live_ while alive or suspect
     MemberState state = MemberState::alive;
     const NodeRecord& record() const { return *rec; }
@@ -90,6 +91,7 @@ struct MeshCore::Impl {
   std::unique_ptr<RecordCache> own_cache_;  // unless the caller shares one
   RecordCache* cache_;
   std::uint64_t incarnation_ = 0;
+  std::optional<crypto::Signature> self_proof_;  // our proof of incarnation_ (none at 0)
   bool left_ = false;
 
   // ---- tables (ordered maps: iteration order is deterministic, so runs replay)
@@ -134,6 +136,8 @@ struct MeshCore::Impl {
 
   // ---- probing and timers
   std::size_t probe_index_ = 0;  // next in live_ (shuffled at the start of each round)
+  // Probed next, out of turn: a member someone else just suspected (see apply_state).
+  std::optional<NodeId> probe_first_;
   Probe probe_;
   std::uint64_t next_seq_ = 1;
   std::map<std::uint64_t, Relay> relays_;  // bound: cfg_.indirect_pending_max
@@ -180,10 +184,31 @@ struct MeshCore::Impl {
   // The shared verified record, or nullptr (signature, chain or expiry).
   std::shared_ptr<const NodeRecord> verify_record(std::uint64_t now, const NodeRecord& r);
   void apply_update(std::uint64_t now, const Update& u);
-  void apply_member(std::uint64_t now, const MemberEntry& e);
+  // from_subject: the entry comes from the node it describes (join request), whose
+  // incarnation needs no proof.
+  void apply_member(std::uint64_t now, const MemberEntry& e, bool from_subject = false);
   // `accuser`: who suspects (suspect updates only; absent from older senders).
+  // An incarnation above the one we hold needs `proof` (the node's signature), unless
+  // from_subject (the node itself said it, e.g. its leave message).
   void apply_state(std::uint64_t now, const NodeId& id, MemberState st, std::uint64_t inc,
-                   const std::optional<NodeId>& accuser = std::nullopt);
+                   const std::optional<NodeId>& accuser = std::nullopt,
+                   const std::optional<crypto::Signature>& proof = std::nullopt,
+                   bool from_subject = false);
+  // The shared proof if `inc` is above `m`'s incarnation and `proof` proves it; nullptr
+  // (counted) if it does not. `ok` false means: reject the update.
+  std::shared_ptr<const crypto::Signature> check_proof(const Member& m, std::uint64_t inc,
+                                                       const std::optional<crypto::Signature>& proof,
+                                                       bool from_subject, bool& ok);
+  void set_incarnation(std::uint64_t inc);  // persists and signs our proof
+  static std::optional<crypto::Signature> proof_of(const Member& m) {
+    return m.proof ? std::optional<crypto::Signature>(*m.proof) : std::nullopt;
+  }
+  MemberEntry entry_of(const Member& m) const {
+    return MemberEntry{*m.rec, m.state, m.incarnation, proof_of(m)};
+  }
+  MemberEntry self_entry() const {
+    return MemberEntry{self_, MemberState::alive, incarnation_, self_proof_};
+  }
   void set_state(std::uint64_t now, Member& m, MemberState st, std::uint64_t inc,
                  const std::optional<NodeId>& accuser = std::nullopt);
   void start_suspicion(std::uint64_t now, Member& m, const std::optional<NodeId>& accuser);
@@ -279,6 +304,10 @@ inline constexpr std::size_t kGossipBacklogPerMessage = 32;
 // After a push-pull that found the member tables different, the next one comes after
 // anti_entropy_interval_ms / this (catching up), not the full interval.
 inline constexpr std::uint64_t kAntiEntropyCatchUpDiv = 5;
+// On hearing a new suspicion, a node probes the suspect next with probability
+// kConfirmProbers / N: about this many members check at once, so a dead node's
+// suspicion is confirmed within a probe period instead of waiting for round robin.
+inline constexpr std::size_t kConfirmProbers = 3;
 // Failed members a push says are alive that we ping at once (see on_push).
 inline constexpr std::size_t kRevivalPingsMax = 8;
 // Alive members drawn per anti-entropy round to find one that shares a VNI with us.

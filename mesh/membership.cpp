@@ -18,7 +18,7 @@ void MeshCore::Impl::apply_update(std::uint64_t now, const Update& u) {
   if (const auto* m = std::get_if<MemberEntry>(&u)) {
     apply_member(now, *m);
   } else if (const auto* s = std::get_if<StateUpdate>(&u)) {
-    apply_state(now, s->node, s->state, s->incarnation, s->accuser);
+    apply_state(now, s->node, s->state, s->incarnation, s->accuser, s->proof);
   } else if (const auto* r = std::get_if<Revocation>(&u)) {
     apply_revocation(now, *r);
   } else {
@@ -26,10 +26,10 @@ void MeshCore::Impl::apply_update(std::uint64_t now, const Update& u) {
   }
 }
 
-void MeshCore::Impl::apply_member(std::uint64_t now, const MemberEntry& e) {
+void MeshCore::Impl::apply_member(std::uint64_t now, const MemberEntry& e, bool from_subject) {
   const NodeId id = e.record.id();
   if (id == self_.id()) {
-    apply_state(now, id, e.state, e.incarnation);  // may be a suspicion to refute
+    apply_state(now, id, e.state, e.incarnation, std::nullopt, e.proof);  // a suspicion to refute?
     return;
   }
   if (is_revoked(id)) {
@@ -42,7 +42,7 @@ void MeshCore::Impl::apply_member(std::uint64_t now, const MemberEntry& e) {
   }
   auto it = members_.find(id);
   if (it != members_.end() && e.record.version <= it->second.rec->version) {
-    apply_state(now, id, e.state, e.incarnation);
+    apply_state(now, id, e.state, e.incarnation, std::nullopt, e.proof, from_subject);
     return;
   }
   std::shared_ptr<const NodeRecord> rec = verify_record(now, e.record);
@@ -56,9 +56,18 @@ void MeshCore::Impl::apply_member(std::uint64_t now, const MemberEntry& e) {
       ++counters_.drop_table_full;
       return;
     }
+    std::shared_ptr<const crypto::Signature> proof;
+    if (e.incarnation > 0 && !from_subject) {
+      proof = e.proof ? cache_->verify_alive(id, e.incarnation, *e.proof) : nullptr;
+      if (!proof) {
+        ++counters_.drop_bad_signature;
+        return;
+      }
+    }
     Member& added = insert_member(now, std::move(rec), e.state, e.incarnation);
+    added.proof = std::move(proof);
     persist_member(added);
-    queue_broadcast(member_key(id), e);
+    queue_broadcast(member_key(id), entry_of(added));
     if (added.live()) {
       emit(MeshEvent{MeshEvent::Kind::member_up, added.info(), std::nullopt, id, {}});
       on_member_up(now, added);
@@ -69,7 +78,7 @@ void MeshCore::Impl::apply_member(std::uint64_t now, const MemberEntry& e) {
   std::vector<std::uint32_t> old_vnis = m.rec->vnis;
   set_record(m, std::move(rec));
   persist_member(m);
-  queue_broadcast(member_key(id), MemberEntry{*m.rec, m.state, m.incarnation});
+  queue_broadcast(member_key(id), entry_of(m));
   if (m.live()) {
     emit(MeshEvent{MeshEvent::Kind::member_updated, m.info(), std::nullopt, id, {}});
     // It started serving a VNI we serve: it will ask for the VNI's mappings itself;
@@ -82,18 +91,42 @@ void MeshCore::Impl::apply_member(std::uint64_t now, const MemberEntry& e) {
     }
     if (gained_common) push_locals(id, false);
   }
-  apply_state(now, id, e.state, e.incarnation);
+  apply_state(now, id, e.state, e.incarnation, std::nullopt, e.proof, from_subject);
+}
+
+std::shared_ptr<const crypto::Signature> MeshCore::Impl::check_proof(
+    const Member& m, std::uint64_t inc, const std::optional<crypto::Signature>& proof,
+    bool from_subject, bool& ok) {
+  ok = true;
+  if (inc <= m.incarnation || from_subject) return nullptr;
+  std::shared_ptr<const crypto::Signature> p =
+      proof ? cache_->verify_alive(m.id(), inc, *proof) : nullptr;
+  if (!p) {
+    ++counters_.drop_bad_signature;  // an incarnation the node never signed
+    ok = false;
+  }
+  return p;
 }
 
 void MeshCore::Impl::apply_state(std::uint64_t now, const NodeId& id, MemberState st,
-                                 std::uint64_t inc, const std::optional<NodeId>& accuser) {
+                                 std::uint64_t inc, const std::optional<NodeId>& accuser,
+                                 const std::optional<crypto::Signature>& proof,
+                                 bool from_subject) {
   if (id == self_.id()) {
-    if (!left_ && st != MemberState::alive && inc >= incarnation_) refute(now, inc);
+    // Only incarnations we signed count: a forged "suspect at a huge incarnation" must
+    // not push ours up. (Above ours, yet signed by us: we lost our state and restarted.)
+    const bool ours = inc <= incarnation_ ||
+                      (proof && verify_alive_signature(self_.id(), inc, *proof));
+    if (!ours) ++counters_.drop_bad_signature;
+    if (ours && !left_ && st != MemberState::alive && inc >= incarnation_) refute(now, inc);
     return;
   }
   auto it = members_.find(id);
   if (it == members_.end()) return;  // a state without its record cannot be used
   Member& m = it->second;
+  bool proven = true;
+  std::shared_ptr<const crypto::Signature> new_proof = check_proof(m, inc, proof, from_subject, proven);
+  if (!proven) return;
   const MemberState cur = m.state;
   const std::uint64_t ci = m.incarnation;
   const bool cur_live = cur == MemberState::alive || cur == MemberState::suspect;
@@ -121,12 +154,17 @@ void MeshCore::Impl::apply_state(std::uint64_t now, const NodeId& id, MemberStat
     if (st == MemberState::suspect && cur == MemberState::suspect && inc == ci && who &&
         sus != suspicions_.end() && sus->second.confirm(*who)) {
       ++counters_.suspicion_confirmations;
-      queue_state(StateUpdate{id, st, inc, who});
+      queue_state(StateUpdate{id, st, inc, who, proof_of(m)});
     }
     return;
   }
+  if (inc > m.incarnation) m.proof = std::move(new_proof);  // null: from the node itself
+  const bool newly_suspect = st == MemberState::suspect && cur == MemberState::alive;
   set_state(now, m, st, inc, who);
-  queue_state(StateUpdate{id, st, inc, who});
+  if (newly_suspect && rng_.uniform(std::max<std::size_t>(live_.size(), 1)) < kConfirmProbers) {
+    probe_first_ = id;
+  }
+  queue_state(StateUpdate{id, st, inc, who, proof_of(m)});
 }
 
 void MeshCore::Impl::start_suspicion(std::uint64_t now, Member& m,
@@ -178,13 +216,22 @@ void MeshCore::Impl::set_state(std::uint64_t now, Member& m, MemberState st, std
   }
 }
 
-void MeshCore::Impl::refute(std::uint64_t now, std::uint64_t heard_inc) {
-  incarnation_ = heard_inc + 1;
+void MeshCore::Impl::set_incarnation(std::uint64_t inc) {
+  incarnation_ = inc;
   persist_incarnation();
+  if (inc > 0) {
+    self_proof_ = sign_alive(key_, inc);
+  } else {
+    self_proof_.reset();
+  }
+}
+
+void MeshCore::Impl::refute(std::uint64_t now, std::uint64_t heard_inc) {
+  set_incarnation(heard_inc + 1);
   ++counters_.refutations;
   // Lifeguard: being suspected hints that our own messages are late or lost.
   health_delta(1);
-  queue_state(StateUpdate{self_.id(), MemberState::alive, incarnation_, std::nullopt});
+  queue_state(StateUpdate{self_.id(), MemberState::alive, incarnation_, std::nullopt, self_proof_});
   (void)now;
 }
 
@@ -277,7 +324,7 @@ void MeshCore::Impl::on_member_up(std::uint64_t now, const Member& m) {
 
 void MeshCore::Impl::send_join_requests(std::uint64_t now) {
   (void)now;
-  Bytes msg = encode_join_request(JoinRequest{incarnation_, self_});
+  Bytes msg = encode_join_request(JoinRequest{incarnation_, self_, self_proof_});
   for (const Contact& c : contacts_) send(c.id, msg);
 }
 
@@ -316,7 +363,10 @@ void MeshCore::Impl::on_join_request(std::uint64_t now, const NodeId& from, cons
     ++counters_.drop_bad_signature;
     return;
   }
-  apply_member(now, MemberEntry{req.record, MemberState::alive, req.incarnation});
+  // From the node itself: its incarnation counts even without a proof (older senders);
+  // with one, we can pass the entry on and others accept it too.
+  apply_member(now, MemberEntry{req.record, MemberState::alive, req.incarnation, req.proof},
+               !req.proof.has_value());
   if (members_.count(from) == 0) return;  // refused by the over-use rule, or table full
   std::vector<const EndpointMapping*> maps;
   for (const auto& [k, e] : mappings_) {
@@ -359,10 +409,10 @@ void MeshCore::Impl::send_members_and_mappings(const NodeId& to, bool as_join_ac
   if (include_members) {
     auto wanted = [&](const NodeId& id) { return buckets == nullptr || buckets->test(id[0]); };
     if (wanted(self_.id())) {
-      add(mem, encode_member(MemberEntry{self_, MemberState::alive, incarnation_}));
+      add(mem, encode_member(self_entry()));
     }
     for (const auto& [id, m] : members_) {
-      if (wanted(id)) add(mem, encode_member(MemberEntry{*m.rec, m.state, m.incarnation}));
+      if (wanted(id)) add(mem, encode_member(entry_of(m)));
     }
   }
   for (const EndpointMapping* m : maps) add(map, encode_mapping(*m));
@@ -393,7 +443,8 @@ void MeshCore::Impl::on_join_refuse(std::uint64_t now, const NodeId& from, const
 }
 
 void MeshCore::Impl::on_leave(std::uint64_t now, const NodeId& from, const Leave& m) {
-  apply_state(now, from, MemberState::left, m.incarnation);
+  apply_state(now, from, MemberState::left, m.incarnation, std::nullopt, m.proof,
+              !m.proof.has_value());
 }
 
 void MeshCore::Impl::reap(std::uint64_t now) {

@@ -260,8 +260,7 @@ void MeshCore::Impl::bump_record(std::uint64_t now) {
   ++self_.version;
   self_.sign(key_);
   persist_record_version();
-  queue_broadcast(member_key(self_.id()),
-                  MemberEntry{self_, MemberState::alive, incarnation_});
+  queue_broadcast(member_key(self_.id()), self_entry());
   // Our own change (a VNI served or dropped, new locators) goes out now rather than at
   // the next gossip tick: peers need it to flood to us and push us their endpoints.
   next_gossip_ms_ = std::min(next_gossip_ms_, now);
@@ -390,9 +389,8 @@ void MeshCore::join(std::uint64_t now_ms, std::vector<Contact> contacts) {
 void MeshCore::leave(std::uint64_t now_ms) {
   Impl& d = *impl_;
   if (d.left_) return;
-  ++d.incarnation_;
-  d.persist_incarnation();
-  Bytes msg = encode_leave(Leave{d.incarnation_});
+  d.set_incarnation(d.incarnation_ + 1);
+  Bytes msg = encode_leave(Leave{d.incarnation_, d.self_proof_});
   for (const NodeId& id : d.live_members()) d.send(id, msg);
   d.left_ = true;
   d.joining_ = false;

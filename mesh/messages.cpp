@@ -81,10 +81,11 @@ MemberState get_state(ArrayReader& r) {
 }
 
 void put_member(Writer& w, const MemberEntry& m) {
-  w.array(3);
+  w.array(m.proof ? 4 : 3);
   put_record(w, m.record);
   w.u64(static_cast<std::uint64_t>(m.state));
   w.u64(m.incarnation);
+  if (m.proof) w.bin(*m.proof);
 }
 
 MemberEntry get_member(ArrayReader& r) {
@@ -93,6 +94,7 @@ MemberEntry get_member(ArrayReader& r) {
   m.record = get_record(a);
   m.state = get_state(a);
   m.incarnation = a.u64();
+  if (a.remaining() > 0) m.proof = a.fixed<64>();
   return m;
 }
 
@@ -146,7 +148,7 @@ Revocation get_revocation(ArrayReader& r) {
 
 void put_update(Writer& w, const Update& u) {
   const auto* su = std::get_if<StateUpdate>(&u);
-  w.array(su == nullptr ? 2 : su->accuser ? 5 : 4);
+  w.array(su == nullptr ? 2 : su->proof ? 6 : su->accuser ? 5 : 4);
   if (const auto* rv = std::get_if<Revocation>(&u)) {
     w.u64(3);
     put_revocation(w, *rv);
@@ -158,7 +160,13 @@ void put_update(Writer& w, const Update& u) {
     w.bin(s->node);
     w.u64(static_cast<std::uint64_t>(s->state));
     w.u64(s->incarnation);
-    if (s->accuser) w.bin(*s->accuser);
+    // accuser, then proof: an empty accuser when there is a proof but no accuser.
+    if (s->accuser) {
+      w.bin(*s->accuser);
+    } else if (s->proof) {
+      w.bin(ByteSpan{});
+    }
+    if (s->proof) w.bin(*s->proof);
   } else {
     w.u64(2);
     put_mapping(w, std::get<EndpointMapping>(u));
@@ -174,7 +182,17 @@ Update get_update(ArrayReader& r) {
       s.node = a.fixed<32>();
       s.state = get_state(a);
       s.incarnation = a.u64();
-      if (a.remaining() > 0) s.accuser = a.fixed<32>();
+      if (a.remaining() > 0) {
+        ByteSpan who = a.bin(32);
+        if (who.size() == 32) {
+          NodeId id{};
+          std::copy(who.begin(), who.end(), id.begin());
+          s.accuser = id;
+        } else if (!who.empty()) {
+          a.fail();
+        }
+      }
+      if (a.remaining() > 0) s.proof = a.fixed<64>();
       return s;
     }
     case 2: return get_mapping(a);
@@ -272,9 +290,10 @@ Result<Revocation> decode_revocation(ByteSpan b, const codec::Limits& limits) {
 }
 
 Bytes encode_join_request(const JoinRequest& m) {
-  Writer w = header(MsgType::join_request, 2);
+  Writer w = header(MsgType::join_request, m.proof ? 3 : 2);
   w.u64(m.incarnation);
   put_record(w, m.record);
+  if (m.proof) w.bin(*m.proof);
   return w.take();
 }
 
@@ -320,8 +339,9 @@ Bytes encode_sync_request(const SyncRequest& m) {
 }
 
 Bytes encode_leave(const Leave& m) {
-  Writer w = header(MsgType::leave, 1);
+  Writer w = header(MsgType::leave, m.proof ? 2 : 1);
   w.u64(m.incarnation);
+  if (m.proof) w.bin(*m.proof);
   return w.take();
 }
 
@@ -379,6 +399,7 @@ Result<Message> decode_message(ByteSpan b, const codec::Limits& limits) {
       JoinRequest m;
       m.incarnation = r.u64();
       m.record = get_record(r);
+      if (r.remaining() > 0) m.proof = r.fixed<64>();
       msg = std::move(m);
       break;
     }
@@ -446,7 +467,12 @@ Result<Message> decode_message(ByteSpan b, const codec::Limits& limits) {
       msg = std::move(m);
       break;
     }
-    case MsgType::leave: msg = Leave{r.u64()}; break;
+    case MsgType::leave: {
+      Leave m{r.u64(), std::nullopt};
+      if (r.remaining() > 0) m.proof = r.fixed<64>();
+      msg = m;
+      break;
+    }
     case MsgType::nack: msg = Nack{r.u64()}; break;
     default: return make_error("codec.malformed", "unknown message type");
   }

@@ -46,10 +46,15 @@ enum class MsgType : std::uint8_t {
   nack = 11,         // [1, 11, seq]  issue 3: a ping_req helper got no ack from the target
 };
 
+// Incarnations above 0 are proven by the node itself: `proof` is its signature over
+// its id and that incarnation (alive_proof_bytes, mesh/types.hpp). Nobody else can
+// raise a member's incarnation, so nobody can revive a dead node or bury a live one at
+// an incarnation it never had. Absent for incarnation 0.
 struct MemberEntry {
   NodeRecord record;
   MemberState state = MemberState::alive;
   std::uint64_t incarnation = 0;
+  std::optional<crypto::Signature> proof;
 };
 
 struct StateUpdate {
@@ -59,11 +64,16 @@ struct StateUpdate {
   // Who suspects (suspect updates from issue 3 on): distinct accusers shorten the
   // Lifeguard suspicion timer. Absent from older senders and other states.
   std::optional<NodeId> accuser;
+  std::optional<crypto::Signature> proof;  // the node's proof of `incarnation` (see MemberEntry)
 };
 
 using Update = std::variant<MemberEntry, StateUpdate, EndpointMapping, Revocation>;
 
-struct JoinRequest { std::uint64_t incarnation = 0; NodeRecord record; };
+struct JoinRequest {
+  std::uint64_t incarnation = 0;
+  NodeRecord record;
+  std::optional<crypto::Signature> proof;  // of incarnation, so others accept it too
+};
 // Revocation lists were appended (trailing fields, issue 3); a message without them
 // decodes with empty lists / no digest.
 struct JoinAccept {
@@ -96,7 +106,10 @@ struct Push {
   bool want_locals = false;  // "send me your own mappings for the VNIs I serve"
   std::vector<Revocation> revocations;
 };
-struct Leave { std::uint64_t incarnation = 0; };
+struct Leave {
+  std::uint64_t incarnation = 0;
+  std::optional<crypto::Signature> proof;  // of incarnation, so the news can be relayed
+};
 
 using Message = std::variant<JoinRequest, JoinAccept, JoinRefuse, Ping, Ack, PingReq, Gossip,
                              SyncRequest, Push, Leave, Nack>;

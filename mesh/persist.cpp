@@ -56,7 +56,7 @@ void MeshCore::Impl::load_meta() {
     // so "alive" beats a "failed" others may have recorded meanwhile.
     if (auto v = read_u64(*b)) incarnation_ = *v + 1;
   }
-  persist_incarnation();
+  set_incarnation(incarnation_);
   if (auto b = storage_->get(kMeta, "record_version")) {
     if (auto v = read_u64(*b)) self_.version = std::max(self_.version, *v + 1);
   }
@@ -113,6 +113,9 @@ void MeshCore::Impl::restore(std::uint64_t now) {
       continue;
     }
     Member& added = insert_member(now, std::move(rec), e.state, e.incarnation);
+    // Our own storage: trusted like our key. A proof that no longer verifies is dropped
+    // (others then refuse this incarnation from us until the node proves it again).
+    if (e.proof) added.proof = cache_->verify_alive(id, e.incarnation, *e.proof);
     if (added.live()) {
       emit(MeshEvent{MeshEvent::Kind::member_up, added.info(), std::nullopt, id, {}});
     }
@@ -146,7 +149,7 @@ void MeshCore::Impl::restore(std::uint64_t now) {
 
 void MeshCore::Impl::persist_member(const Member& m) {
   if (storage_ == nullptr) return;
-  Bytes v = encode_member(MemberEntry{*m.rec, m.state, m.incarnation});
+  Bytes v = encode_member(entry_of(m));
   storage_->put(kMembers, to_hex(m.id()), v);
 }
 

@@ -25,7 +25,8 @@ void MeshCore::Impl::send_ping(const NodeId& to, std::uint64_t seq, bool with_ta
     auto it = members_.find(to);
     if (it != members_.end() && it->second.state != MemberState::alive) {
       updates.push_back(
-          encode_update(StateUpdate{to, it->second.state, it->second.incarnation}));
+          encode_update(StateUpdate{to, it->second.state, it->second.incarnation, std::nullopt,
+                                    proof_of(it->second)}));
     }
   }
   for (Bytes& b : piggyback(cfg_.gossip_bytes_max)) updates.push_back(std::move(b));
@@ -49,7 +50,7 @@ void MeshCore::Impl::probe_tick(std::uint64_t now) {
     if (it != members_.end()) {
       Member& m = it->second;
       const StateUpdate accusation{probe_.target, MemberState::suspect, m.incarnation,
-                                   self_.id()};
+                                   self_.id(), proof_of(m)};
       auto sus = suspicions_.find(probe_.target);
       if (m.state == MemberState::alive) {
         ++counters_.suspicions;
@@ -70,12 +71,20 @@ void MeshCore::Impl::probe_tick(std::uint64_t now) {
 
   // Randomized round robin over live_ (kept in step with the table, so every entry is
   // alive or suspect): a fresh shuffle at the start of each round.
-  if (probe_index_ >= live_.size()) {
-    live_shuffle();
-    probe_index_ = 0;
+  std::optional<NodeId> target;
+  if (probe_first_) {
+    auto it = members_.find(*probe_first_);
+    if (it != members_.end() && it->second.state == MemberState::suspect) target = *probe_first_;
+    probe_first_.reset();
   }
-  if (live_.empty()) return;
-  const std::optional<NodeId> target = live_[probe_index_++]->id();
+  if (!target) {
+    if (probe_index_ >= live_.size()) {
+      live_shuffle();
+      probe_index_ = 0;
+    }
+    if (live_.empty()) return;
+    target = live_[probe_index_++]->id();
+  }
   probe_ = Probe{};
   probe_.active = true;
   probe_.target = *target;
@@ -110,7 +119,7 @@ void MeshCore::Impl::check_suspicions(std::uint64_t now) {
     Member& m = members_.at(id);
     const std::uint64_t inc = m.incarnation;
     set_state(now, m, MemberState::failed, inc);
-    queue_state(StateUpdate{id, MemberState::failed, inc, std::nullopt});
+    queue_state(StateUpdate{id, MemberState::failed, inc, std::nullopt, proof_of(m)});
   }
 }
 

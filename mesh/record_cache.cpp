@@ -44,4 +44,23 @@ Result<std::shared_ptr<const NodeRecord>> RecordCache::verify(const NodeRecord& 
   return shared;
 }
 
+std::shared_ptr<const crypto::Signature> RecordCache::verify_alive(const NodeId& node,
+                                                                  std::uint64_t inc,
+                                                                  const crypto::Signature& sig) {
+  const auto key = std::make_pair(node, inc);
+  auto it = proofs_.find(key);
+  if (it != proofs_.end() && *it->second == sig) {
+    ++hits_;
+    return it->second;
+  }
+  ++misses_;
+  if (!verify_alive_signature(node, inc, sig)) return nullptr;
+  auto shared = std::make_shared<const crypto::Signature>(sig);
+  if (proofs_.size() >= max_) {
+    std::erase_if(proofs_, [](const auto& kv) { return kv.second.use_count() == 1; });
+  }
+  if (proofs_.size() < max_) proofs_.insert_or_assign(key, shared);
+  return shared;
+}
+
 }  // namespace meshd::mesh

@@ -9,9 +9,10 @@
 // (as if they were one process), which saves CPU and memory but changes no result:
 // a cache hit needs a record equal in every field, signature included.
 //
-// Bounds: `max_records` records and kEnrollmentsMax enrollment certs. Overflow: records
+// Bounds: `max_records` records, as many incarnation proofs, and kEnrollmentsMax
+// enrollment certs. Overflow: records
 // no member table holds any more are forgotten first; if all are in use the new record
-// is verified and returned but not cached. Enrollments: the cache of them is cleared.
+// is verified and returned but not cached (proofs likewise). Enrollments: the cache of them is cleared.
 // Not thread-safe (one core, or one simulator thread).
 #pragma once
 
@@ -36,6 +37,11 @@ class RecordCache {
   // signature, or too many locators/VNIs), or verify_chain's "cert.*" codes.
   Result<std::shared_ptr<const NodeRecord>> verify(const NodeRecord& r, std::uint64_t now_s);
 
+  // A node's proof of an incarnation (sign_alive), shared, or nullptr if the signature
+  // is not the node's. Cached by (node, incarnation) like records.
+  std::shared_ptr<const crypto::Signature> verify_alive(const NodeId& node, std::uint64_t inc,
+                                                        const crypto::Signature& sig);
+
   const crypto::PublicKey& root() const { return root_; }
   std::size_t size() const { return records_.size(); }
   std::uint64_t hits() const { return hits_; }
@@ -53,6 +59,7 @@ class RecordCache {
   // Keyed by signature (64 random-looking bytes): ordered map, deterministic.
   std::map<crypto::Signature, Entry> records_;
   std::map<crypto::Signature, Bytes> enrollments_;  // root-verified: sig -> signed bytes
+  std::map<std::pair<NodeId, std::uint64_t>, std::shared_ptr<const crypto::Signature>> proofs_;
   std::uint64_t hits_ = 0, misses_ = 0;
 };
 

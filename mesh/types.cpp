@@ -11,6 +11,7 @@ namespace {
 constexpr std::string_view kNodeRecordDomain = "meshd node-record v1";
 constexpr std::string_view kMappingDomain = "meshd endpoint-mapping v1";
 constexpr std::string_view kRevocationDomain = "meshd revocation v1";
+constexpr std::string_view kAliveDomain = "meshd incarnation v1";
 
 void put_ip(ByteWriter& w, const IpAddr& ip) {
   w.u8(ip.family);
@@ -18,6 +19,22 @@ void put_ip(ByteWriter& w, const IpAddr& ip) {
 }
 
 }  // namespace
+
+Bytes alive_proof_bytes(const NodeId& node, std::uint64_t inc) {
+  ByteWriter w;
+  w.str(kAliveDomain);
+  w.raw(node);
+  w.u64(inc);
+  return w.take();
+}
+
+crypto::Signature sign_alive(const crypto::SigningKey& node_key, std::uint64_t inc) {
+  return node_key.sign(alive_proof_bytes(node_key.public_key(), inc));
+}
+
+bool verify_alive_signature(const NodeId& node, std::uint64_t inc, const crypto::Signature& sig) {
+  return crypto::verify(node, alive_proof_bytes(node, inc), sig);
+}
 
 Bytes NodeRecord::signed_bytes() const {
   ByteWriter w;

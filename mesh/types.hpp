@@ -72,6 +72,12 @@ struct Revocation {
   bool operator==(const Revocation&) const = default;
 };
 
+// A node's proof that it reached incarnation `inc` (it refuted a suspicion, restarted
+// or left): its signature over these bytes. Incarnation 0 needs none.
+Bytes alive_proof_bytes(const NodeId& node, std::uint64_t inc);
+crypto::Signature sign_alive(const crypto::SigningKey& node_key, std::uint64_t inc);
+bool verify_alive_signature(const NodeId& node, std::uint64_t inc, const crypto::Signature& sig);
+
 enum class MemberState : std::uint8_t { alive, suspect, failed, left };
 const char* member_state_name(MemberState s);
 

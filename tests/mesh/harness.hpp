@@ -102,6 +102,11 @@ class SimNet {
   bool slow_inbound = false;
   std::uint64_t now = kT0Ms;   // virtual clock
   std::vector<std::unique_ptr<SimNode>> nodes;
+  // Message hooks, off by default (and drawing no randomness, so other tests replay
+  // as before): on_send sees every message a core sends, at `now`, before any loss;
+  // drop_if loses the messages it returns true for (counted in `lost`).
+  std::function<void(std::size_t from, std::size_t to, const Bytes& payload)> on_send;
+  std::function<bool(std::size_t from, std::size_t to, const Bytes& payload)> drop_if;
 
   const crypto::PublicKey& root_pub() const { return root_.public_key(); }
   const crypto::SigningKey& root() const { return root_; }
@@ -264,6 +269,11 @@ class SimNet {
         if (nodes[j]->id() == tx->to) to = j;
       }
       if (!to) continue;
+      if (on_send) on_send(i, *to, tx->payload);
+      if (drop_if && drop_if(i, *to, tx->payload)) {
+        ++lost;
+        continue;
+      }
       if (loss > 0 && std::uniform_real_distribution<double>(0, 1)(rng_) < loss) {
         ++lost;
         continue;

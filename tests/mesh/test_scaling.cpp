@@ -1,0 +1,308 @@
+// Issue 3 scaling features inside MeshCore, driven through the in-memory network of
+// harness.hpp and observed on the wire (SimNet::on_send / drop_if): bucketed
+// push-pull, gossip to recently failed members, the direct suspect notice and the
+// direct ping retry.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <optional>
+#include <set>
+#include <vector>
+
+#include "mesh/harness.hpp"
+#include "mesh/messages.hpp"
+
+using namespace meshd;
+using namespace meshd::mesh;
+using test::SimNet;
+
+namespace {
+
+std::optional<Message> decode(const Bytes& payload) {
+  auto m = decode_message(payload, codec::Limits{});
+  if (!m.ok()) return std::nullopt;
+  return std::move(m).value();
+}
+
+template <typename T>
+const T* as(const std::optional<Message>& m) {
+  return m ? std::get_if<T>(&*m) : nullptr;
+}
+
+// n nodes on one token; node 0 is everyone's bootstrap. Waits until all see all alive.
+void start_mesh(SimNet& net, std::size_t n, std::uint64_t limit_ms = 10'000) {
+  auto tok = net.make_token({100});
+  for (std::size_t i = 0; i < n; ++i) net.add_node(tok);
+  net.start(0, {});
+  for (std::size_t i = 1; i < n; ++i) net.start(i, {0});
+  REQUIRE(net.run_until([&] { return net.all_alive(); }, limit_ms));
+}
+
+bool has_suspect_of(const std::vector<Update>& updates, const NodeId& node) {
+  return std::any_of(updates.begin(), updates.end(), [&](const Update& u) {
+    const auto* s = std::get_if<StateUpdate>(&u);
+    return s != nullptr && s->node == node && s->state == MemberState::suspect;
+  });
+}
+
+std::size_t failed_events(const SimNet& net) {
+  std::size_t n = 0;
+  for (const auto& node : net.nodes) n += node->count_events(MeshEvent::Kind::member_failed);
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("scaling: push-pull carries only the member buckets that differ") {
+  // 40 nodes with gossip off, so members travel only in join accepts and push-pull.
+  // Node X then joins through node A alone: A (and X) hold X, every other node
+  // (B = node 1 among them) does not, and nothing else differs. Push-pull must heal
+  // that with pushes that carry X's bucket (members whose id starts with X's first
+  // byte), never the whole table.
+  MeshConfig cfg;
+  cfg.broadcast_queue_max = 0;  // no gossip at all
+  SimNet net(301, cfg);
+  const std::size_t n = 40;
+  start_mesh(net, n, 180'000);
+  net.step(5'000);
+  const std::size_t a = 0, b = 1;
+  const std::size_t x = net.add_node(net.make_token({100}));
+  const NodeId xid = net.nodes[x]->id();
+  std::size_t bucket_population = 0;  // X's bucket, X included
+  for (const auto& node : net.nodes) bucket_population += node->id()[0] == xid[0] ? 1 : 0;
+  REQUIRE(bucket_population * 4 < net.nodes.size());  // a bucket is much smaller than the table
+
+  std::size_t pushes = 0, pushed_members = 0, pushes_with_x = 0, biggest_push = 0;
+  std::size_t outside_bucket = 0;  // member entries of other buckets in pushes
+  std::size_t joins_accepted = 0;
+  net.on_send = [&](std::size_t, std::size_t, const Bytes& payload) {
+    auto m = decode(payload);
+    if (as<JoinAccept>(m) != nullptr) ++joins_accepted;
+    const Push* p = as<Push>(m);
+    if (p == nullptr) return;
+    ++pushes;
+    pushed_members += p->members.size();
+    biggest_push = std::max(biggest_push, p->members.size());
+    for (const MemberEntry& e : p->members) {
+      if (e.record.id()[0] != xid[0]) ++outside_bucket;
+      if (e.record.id() == xid) ++pushes_with_x;
+    }
+  };
+  net.start(x, {a});
+  net.step(20);  // the join request and accept
+  CHECK(joins_accepted == 1);
+  CHECK(net.nodes[a]->core->member(xid).has_value());
+  CHECK_FALSE(net.nodes[b]->core->member(xid).has_value());
+
+  auto healed = net.run_until([&] { return net.all_alive(); }, 120'000);
+  REQUIRE(healed.has_value());
+  MESSAGE("X known alive by all " << n << " after " << *healed << " ms; " << pushes << " pushes, "
+                                  << pushed_members << " member entries, largest " << biggest_push
+                                  << " (bucket holds " << bucket_population << ", table "
+                                  << net.nodes.size() << ")");
+  CHECK(pushes > 0);
+  CHECK(pushes_with_x > 0);    // push-pull, not gossip, carried X
+  CHECK(outside_bucket == 0);  // nothing from buckets that did not differ
+  CHECK(biggest_push <= bucket_population);
+}
+
+namespace {
+
+struct DeadGossip {
+  std::uint64_t failed_at_ms = 0;
+  std::size_t in_window = 0;        // gossip or sync_request from A to X within gossip_to_dead_ms
+  std::size_t syncs_in_window = 0;  // of which sync_request (push-pull)
+  std::size_t after_window = 0;     // the same, later
+  std::size_t pings = 0;            // failed-member pings (allowed at any time)
+  std::uint64_t last_in_window_ms = 0;
+};
+
+// 5 nodes; X (node 4) crashes; A (node 0) keeps something to gossip (its locators
+// change every 500 ms) for gossip_to_dead_ms + 30 s after it declared X failed.
+DeadGossip run_dead_gossip(std::uint64_t gossip_to_dead_ms, std::uint64_t seed) {
+  MeshConfig cfg;
+  cfg.gossip_to_dead_ms = gossip_to_dead_ms;
+  SimNet net(seed, cfg);
+  start_mesh(net, 5);
+  net.step(2'000);
+  const std::size_t a = 0, x = 4;
+  const NodeId xid = net.nodes[x]->id();
+  struct Sent {
+    std::uint64_t at_ms;
+    bool partner;  // gossip or sync_request (not a ping)
+    bool sync;
+  };
+  std::vector<Sent> to_x;
+  net.on_send = [&](std::size_t from, std::size_t to, const Bytes& payload) {
+    if (from != a || to != x) return;
+    auto m = decode(payload);
+    const bool sync = as<SyncRequest>(m) != nullptr;
+    to_x.push_back(Sent{net.now, sync || as<Gossip>(m) != nullptr, sync});
+  };
+  net.crash(x);
+  auto is_failed = [&] {
+    auto m = net.nodes[a]->core->member(xid);
+    return m && m->state == MemberState::failed;
+  };
+  REQUIRE(net.run_until(is_failed, 30'000));
+  DeadGossip r;
+  r.failed_at_ms = net.nodes[a]->core->member(xid)->state_since_ms;
+  const std::uint64_t end = r.failed_at_ms + gossip_to_dead_ms + 30'000;
+  for (std::uint16_t port = 1; net.now < end; ++port) {
+    Locator l;
+    l.ip = IpAddr::v4(0x7f000001);
+    l.port = static_cast<std::uint16_t>(40000 + port % 2);
+    net.nodes[a]->core->set_locators(net.now, {l});
+    net.step(500);
+  }
+  for (const Sent& s : to_x) {
+    if (s.at_ms < r.failed_at_ms) continue;
+    if (!s.partner) {
+      ++r.pings;
+    } else if (s.at_ms < r.failed_at_ms + gossip_to_dead_ms) {
+      ++r.in_window;
+      r.syncs_in_window += s.sync ? 1 : 0;
+      r.last_in_window_ms = s.at_ms - r.failed_at_ms;
+    } else {
+      ++r.after_window;
+    }
+  }
+  CHECK(is_failed());  // nobody revived it meanwhile
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("scaling: a recently failed member gets gossip and push-pull, within the window only") {
+  for (std::uint64_t seed : {311u, 312u}) {
+    CAPTURE(seed);
+    const DeadGossip d = run_dead_gossip(MeshConfig{}.gossip_to_dead_ms, seed);
+    MESSAGE("seed " << seed << ": to X within 30 s of its failure " << d.in_window << " ("
+                    << d.syncs_in_window << " push-pull, last at +" << d.last_in_window_ms
+                    << " ms), after " << d.after_window << "; pings " << d.pings);
+    CHECK(d.in_window > 0);
+    CHECK(d.after_window == 0);
+    CHECK(d.pings > 0);  // the failed-member probe goes on regardless
+  }
+  const DeadGossip off = run_dead_gossip(0, 311);
+  CHECK(off.in_window == 0);
+  CHECK(off.after_window == 0);
+  CHECK(off.pings > 0);
+}
+
+TEST_CASE("scaling: a failed probe tells the suspect at once and it refutes quickly") {
+  // A's probe of B is cut for one round (its ping and retry, B's acks, A's ping_reqs
+  // about B), until A sends the ping that carries B's suspect state.
+  SimNet net(321);
+  start_mesh(net, 5);
+  net.step(2'000);
+  const std::size_t a = 0, b = 1;
+  const NodeId bid = net.nodes[b]->id();
+  std::optional<std::uint64_t> notice_ms;
+  std::optional<MemberInfo> at_notice;  // A's view of B when the notice left
+  net.drop_if = [&](std::size_t from, std::size_t to, const Bytes& payload) {
+    if (notice_ms) return false;
+    auto m = decode(payload);
+    if (const Ping* p = as<Ping>(m); p != nullptr && from == a && to == b) {
+      if (has_suspect_of(p->updates, bid)) {
+        notice_ms = net.now;
+        at_notice = net.nodes[a]->core->member(bid);
+        return false;
+      }
+      return true;
+    }
+    if (from == b && to == a && as<Ack>(m) != nullptr) return true;
+    const PingReq* r = as<PingReq>(m);
+    return from == a && r != nullptr && r->target == bid;
+  };
+  REQUIRE(net.run_until([&] { return notice_ms.has_value(); }, 10'000));
+  const MeshCore& ca = *net.nodes[a]->core;
+  CHECK(ca.counters().suspicions == 1);
+  REQUIRE(at_notice.has_value());
+  CHECK(at_notice->state == MemberState::suspect);
+  CHECK(at_notice->state_since_ms == *notice_ms);  // sent in the same step as the accusation
+
+  auto refuted = [&] {
+    auto m = ca.member(bid);
+    return m && m->state == MemberState::alive && m->incarnation > 0;
+  };
+  REQUIRE(net.run_until(refuted, 2'000));
+  const std::uint64_t took_ms = ca.member(bid)->state_since_ms - *notice_ms;
+  MESSAGE("B alive again at A " << took_ms << " ms after the notice (suspicion min "
+                                << net.config().suspicion_floor_ms << " ms)");
+  CHECK(took_ms <= 50);  // a round trip: notice, refutation on the ack
+  CHECK(net.nodes[b]->core->counters().refutations == 1);
+  CHECK(ca.member(bid)->incarnation == 1);
+  net.step(15'000);
+  CHECK(net.all_alive());
+  CHECK(failed_events(net) == 0);
+}
+
+namespace {
+
+struct LostPing {
+  std::uint64_t suspicions = 0, probe_failures = 0;
+  std::optional<std::uint64_t> retry_after_ms;  // the same seq sent again, after the loss
+  bool acked = false;                           // B acked that seq
+  std::size_t failed_events = 0;
+};
+
+// 5 nodes; the first ping A (node 0) sends B (node 1) after the mesh settled is lost,
+// nothing else.
+LostPing run_lost_ping(const MeshConfig& cfg, std::uint64_t seed) {
+  SimNet net(seed, cfg);
+  start_mesh(net, 5);
+  net.step(2'000);
+  const std::size_t a = 0, b = 1;
+  REQUIRE(net.nodes[a]->core->counters().suspicions == 0);
+  std::optional<std::uint64_t> lost_seq, lost_ms;
+  LostPing r;
+  net.drop_if = [&](std::size_t from, std::size_t to, const Bytes& payload) {
+    auto m = decode(payload);
+    if (from == b && to == a && lost_seq) {
+      if (const Ack* k = as<Ack>(m); k != nullptr && k->seq == *lost_seq) r.acked = true;
+    }
+    const Ping* p = as<Ping>(m);
+    if (from != a || to != b || p == nullptr) return false;
+    if (!lost_seq) {
+      lost_seq = p->seq;
+      lost_ms = net.now;
+      return true;
+    }
+    if (p->seq == *lost_seq && !r.retry_after_ms) r.retry_after_ms = net.now - *lost_ms;
+    return false;
+  };
+  net.step(10'000);
+  REQUIRE(lost_seq.has_value());
+  r.suspicions = net.nodes[a]->core->counters().suspicions;
+  r.probe_failures = net.nodes[a]->core->counters().probe_failures;
+  r.failed_events = failed_events(net);
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("scaling: one lost ping is saved by the direct retry, not turned into a suspicion") {
+  MeshConfig retry;
+  retry.indirect_probes = 0;  // no helpers: only the retry can save the probe
+  MeshConfig no_retry = retry;
+  no_retry.direct_retry = false;
+  for (std::uint64_t seed : {331u, 332u, 333u}) {
+    CAPTURE(seed);
+    const LostPing with = run_lost_ping(retry, seed);
+    REQUIRE(with.retry_after_ms.has_value());
+    CHECK(*with.retry_after_ms == retry.probe_timeout_ms);  // at probe_timeout (LHM 0)
+    CHECK(with.acked);
+    CHECK(with.suspicions == 0);
+    CHECK(with.probe_failures == 0);
+
+    const LostPing without = run_lost_ping(no_retry, seed);
+    CHECK_FALSE(without.retry_after_ms.has_value());
+    CHECK_FALSE(without.acked);
+    CHECK(without.suspicions == 1);
+    CHECK(without.probe_failures == 1);
+    CHECK(without.failed_events == 0);  // B refuted
+    // With the defaults (helpers and retry) the loss is absorbed as well.
+    CHECK(run_lost_ping(MeshConfig{}, seed).suspicions == 0);
+  }
+}
