@@ -63,6 +63,7 @@ struct MeshCore::Impl {
     bool acked = false;
     bool indirect_sent = false;
     NodeId target{};
+    std::uint64_t incarnation = 0;      // the target's, when probed: a refutation since wins
     std::uint64_t seq = 0;
     std::uint64_t sent_ms = 0;
     std::uint64_t indirect_ms = 0;      // no ack by then: ask helpers (timeout scaled by LHM)

@@ -47,7 +47,9 @@ void MeshCore::Impl::probe_tick(std::uint64_t now) {
     } else {
       health_delta(1);
     }
-    if (it != members_.end()) {
+    // Only the incarnation we probed is to blame: if the node refuted meanwhile, the
+    // silence belongs to the old one.
+    if (it != members_.end() && it->second.incarnation == probe_.incarnation) {
       Member& m = it->second;
       const StateUpdate accusation{probe_.target, MemberState::suspect, m.incarnation,
                                    self_.id(), proof_of(m)};
@@ -88,6 +90,7 @@ void MeshCore::Impl::probe_tick(std::uint64_t now) {
   probe_ = Probe{};
   probe_.active = true;
   probe_.target = *target;
+  probe_.incarnation = members_.at(*target).incarnation;
   probe_.seq = next_seq_++;
   probe_.sent_ms = now;
   probe_.indirect_ms = now + probe_timeout_ms();

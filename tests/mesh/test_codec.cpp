@@ -173,3 +173,162 @@ TEST_CASE("types: signatures cover every field") {
   // A record's signature does not verify as a mapping's and vice versa (domains differ).
   CHECK(rec.signed_bytes() != m.signed_bytes());
 }
+
+// ---- Signed incarnations: the optional `proof` (and the accuser beside it) on the wire.
+
+namespace {
+
+// Decodes one gossip message built from `updates` (encode_update outputs).
+std::vector<Update> gossip_round_trip(const std::vector<Bytes>& updates) {
+  auto g = decode_message(encode_gossip(updates), limits());
+  REQUIRE(g.ok());
+  return std::get<Gossip>(g.value()).updates;
+}
+
+}  // namespace
+
+TEST_CASE("messages: state updates with and without accuser and proof round-trip in gossip") {
+  test::SimNet net(4);
+  auto tok = net.make_token({100});
+  std::size_t a = net.add_node(tok);
+  std::size_t b = net.add_node(tok);
+  const NodeId node = net.nodes[a]->id();
+  const NodeId accuser = net.nodes[b]->id();
+  const crypto::Signature proof = sign_alive(net.nodes[a]->key, 7);
+  REQUIRE(verify_alive_signature(node, 7, proof));
+
+  const StateUpdate in[] = {
+      StateUpdate{node, MemberState::suspect, 7, accuser, proof},
+      StateUpdate{node, MemberState::alive, 7, std::nullopt, proof},
+      StateUpdate{node, MemberState::suspect, 6, accuser, std::nullopt},
+      StateUpdate{node, MemberState::failed, 5, std::nullopt, std::nullopt},
+  };
+  std::vector<Bytes> enc;
+  for (const StateUpdate& s : in) enc.push_back(encode_update(s));
+  // Each optional field costs its bytes and nothing else: the bare form is unchanged.
+  CHECK(enc[2].size() == enc[3].size() + 34);       // bin8 header + 32-byte accuser
+  CHECK(enc[1].size() == enc[3].size() + 2 + 66);   // empty accuser bin + bin8 header + 64
+  CHECK(enc[0].size() == enc[3].size() + 34 + 66);
+  const std::vector<Update> out = gossip_round_trip(enc);
+  REQUIRE(out.size() == std::size(in));
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    CAPTURE(i);
+    const auto* s = std::get_if<StateUpdate>(&out[i]);
+    REQUIRE(s != nullptr);
+    CHECK(s->node == in[i].node);
+    CHECK(s->state == in[i].state);
+    CHECK(s->incarnation == in[i].incarnation);
+    CHECK(s->accuser == in[i].accuser);
+    CHECK(s->proof == in[i].proof);
+  }
+  // The proof survives as the node's signature of that incarnation.
+  CHECK(verify_alive_signature(node, 7, *std::get<StateUpdate>(out[1]).proof));
+}
+
+TEST_CASE("messages: member entries, join requests and leaves with and without proof round-trip") {
+  test::SimNet net(5);
+  auto tok = net.make_token({100});
+  std::size_t a = net.add_node(tok);
+  NodeRecord rec = net.record_for(a);
+  rec.version = 2;
+  rec.sign(net.nodes[a]->key);
+  const crypto::Signature proof = sign_alive(net.nodes[a]->key, 3);
+
+  for (const auto& p : {std::optional<crypto::Signature>(proof), std::optional<crypto::Signature>()}) {
+    CAPTURE(p.has_value());
+    const MemberEntry e{rec, MemberState::suspect, 3, p};
+    // Stand-alone (storage) and inside gossip, join accept and push.
+    auto d = decode_member(encode_member(e), limits());
+    REQUIRE(d.ok());
+    CHECK(d->record == rec);
+    CHECK(d->state == MemberState::suspect);
+    CHECK(d->incarnation == 3);
+    CHECK(d->proof == p);
+    const std::vector<Update> ups = gossip_round_trip({encode_update(e)});
+    REQUIRE(ups.size() == 1);
+    const auto* g = std::get_if<MemberEntry>(&ups[0]);
+    REQUIRE(g != nullptr);
+    CHECK(g->record == rec);
+    CHECK(g->incarnation == 3);
+    CHECK(g->proof == p);
+    std::vector<Bytes> mem = {encode_member(e)};
+    auto ja = decode_message(encode_join_accept(mem, {}), limits());
+    REQUIRE(ja.ok());
+    REQUIRE(std::get<JoinAccept>(ja.value()).members.size() == 1);
+    CHECK(std::get<JoinAccept>(ja.value()).members[0].proof == p);
+    auto pu = decode_message(encode_push(mem, {}, false), limits());
+    REQUIRE(pu.ok());
+    REQUIRE(std::get<Push>(pu.value()).members.size() == 1);
+    CHECK(std::get<Push>(pu.value()).members[0].proof == p);
+
+    auto jr = decode_message(encode_join_request(JoinRequest{3, rec, p}), limits());
+    REQUIRE(jr.ok());
+    const auto& j = std::get<JoinRequest>(jr.value());
+    CHECK(j.incarnation == 3);
+    CHECK(j.record == rec);
+    CHECK(j.proof == p);
+
+    auto lv = decode_message(encode_leave(Leave{3, p}), limits());
+    REQUIRE(lv.ok());
+    CHECK(std::get<Leave>(lv.value()).incarnation == 3);
+    CHECK(std::get<Leave>(lv.value()).proof == p);
+  }
+  // Without a proof the encodings are the pre-proof forms (older nodes read them).
+  CHECK(encode_leave(Leave{3, proof}).size() == encode_leave(Leave{3}).size() + 66);
+  CHECK(encode_join_request(JoinRequest{3, rec, proof}).size() ==
+        encode_join_request(JoinRequest{3, rec}).size() + 66);
+}
+
+namespace {
+
+// A hand-built state update: [1, node, state, inc, accuser_bin(, proof_bin)].
+Bytes raw_state_update(const NodeId& node, ByteSpan accuser, std::optional<ByteSpan> proof) {
+  codec::Writer w;
+  w.array(proof ? 6 : 5);
+  w.u64(1);
+  w.bin(node);
+  w.u64(static_cast<std::uint64_t>(MemberState::suspect));
+  w.u64(4);
+  w.bin(accuser);
+  if (proof) w.bin(*proof);
+  return w.take();
+}
+
+}  // namespace
+
+TEST_CASE("messages: a state update with an accuser or proof of the wrong length is malformed") {
+  NodeId node{};
+  node[0] = 1;
+  const Bytes five(5, 0xab), id32(32, 0xcd), id33(33, 0xcd), sig64(64, 0xef), sig63(63, 0xef);
+  auto decodes = [](const Bytes& update) {
+    return decode_message(encode_gossip(std::vector<Bytes>{update}), limits()).ok();
+  };
+  // The well-formed neighbours decode (so the failures below are about the lengths).
+  CHECK(decodes(raw_state_update(node, id32, std::nullopt)));
+  CHECK(decodes(raw_state_update(node, id32, ByteSpan(sig64))));
+  CHECK(decodes(raw_state_update(node, ByteSpan(), ByteSpan(sig64))));
+  CHECK(decodes(raw_state_update(node, ByteSpan(), std::nullopt)));  // empty accuser: none
+
+  CHECK_FALSE(decodes(raw_state_update(node, five, std::nullopt)));
+  CHECK_FALSE(decodes(raw_state_update(node, five, ByteSpan(sig64))));
+  CHECK_FALSE(decodes(raw_state_update(node, id33, std::nullopt)));
+  CHECK_FALSE(decodes(raw_state_update(node, id32, ByteSpan(sig63))));
+  auto r = decode_message(encode_gossip(std::vector<Bytes>{raw_state_update(node, five, std::nullopt)}),
+                          limits());
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().code == "codec.malformed");
+
+  // Mutating a real encoding: shrink the accuser's bin8 length from 32 to 5 and cut
+  // the bytes to match.
+  NodeId accuser{};
+  accuser.fill(0x11);
+  Bytes good = encode_update(StateUpdate{node, MemberState::suspect, 4, accuser});
+  REQUIRE(good.size() >= 34);
+  const std::size_t hdr = good.size() - 34;  // bin8 marker (0xc4), length, 32 bytes
+  REQUIRE(good[hdr] == 0xc4);
+  REQUIRE(good[hdr + 1] == 32);
+  Bytes bad(good.begin(), good.begin() + static_cast<std::ptrdiff_t>(hdr + 2 + 5));
+  bad[hdr + 1] = 5;
+  CHECK(decodes(good));
+  CHECK_FALSE(decodes(bad));
+}
