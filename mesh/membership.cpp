@@ -154,7 +154,7 @@ void MeshCore::Impl::apply_state(std::uint64_t now, const NodeId& id, MemberStat
     if (st == MemberState::suspect && cur == MemberState::suspect && inc == ci && who &&
         sus != suspicions_.end() && sus->second.confirm(*who)) {
       ++counters_.suspicion_confirmations;
-      queue_state(StateUpdate{id, st, inc, who, proof_of(m)});
+      queue_state(StateUpdate{id, st, inc, who, std::nullopt});
     }
     return;
   }
@@ -164,7 +164,11 @@ void MeshCore::Impl::apply_state(std::uint64_t now, const NodeId& id, MemberStat
   if (newly_suspect && rng_.uniform(std::max<std::size_t>(live_.size(), 1)) < kConfirmProbers) {
     probe_first_ = id;
   }
-  queue_state(StateUpdate{id, st, inc, who, proof_of(m)});
+  // The proof travels with "alive" (the refutation that raised the incarnation) and in
+  // member entries; accusations go without it (64 bytes less on every suspect/failed):
+  // a node that has not heard the refutation yet ignores them until it does.
+  queue_state(StateUpdate{id, st, inc, who,
+                          st == MemberState::alive ? proof_of(m) : std::nullopt});
 }
 
 void MeshCore::Impl::start_suspicion(std::uint64_t now, Member& m,

@@ -25,8 +25,7 @@ void MeshCore::Impl::send_ping(const NodeId& to, std::uint64_t seq, bool with_ta
     auto it = members_.find(to);
     if (it != members_.end() && it->second.state != MemberState::alive) {
       updates.push_back(
-          encode_update(StateUpdate{to, it->second.state, it->second.incarnation, std::nullopt,
-                                    proof_of(it->second)}));
+          encode_update(StateUpdate{to, it->second.state, it->second.incarnation}));
     }
   }
   for (Bytes& b : piggyback(cfg_.gossip_bytes_max)) updates.push_back(std::move(b));
@@ -52,7 +51,7 @@ void MeshCore::Impl::probe_tick(std::uint64_t now) {
     if (it != members_.end() && it->second.incarnation == probe_.incarnation) {
       Member& m = it->second;
       const StateUpdate accusation{probe_.target, MemberState::suspect, m.incarnation,
-                                   self_.id(), proof_of(m)};
+                                   self_.id(), std::nullopt};
       auto sus = suspicions_.find(probe_.target);
       if (m.state == MemberState::alive) {
         ++counters_.suspicions;
@@ -122,7 +121,7 @@ void MeshCore::Impl::check_suspicions(std::uint64_t now) {
     Member& m = members_.at(id);
     const std::uint64_t inc = m.incarnation;
     set_state(now, m, MemberState::failed, inc);
-    queue_state(StateUpdate{id, MemberState::failed, inc, std::nullopt, proof_of(m)});
+    queue_state(StateUpdate{id, MemberState::failed, inc, std::nullopt, std::nullopt});
   }
 }
 
