@@ -144,9 +144,11 @@ std::vector<NodeId> MeshCore::Impl::sample_partners(std::uint64_t now, std::size
   std::vector<NodeId> out;
   for (Member* m : sample_live(k, pred)) out.push_back(m->id());
   if (recently_failed_.empty() || k == 0) return out;
-  // Each slot goes to a recently failed member with its share of live + recent.
+  // Each slot goes to a recently failed member with its share of live + recent (all k
+  // slots are open to them when nobody is live).
   const std::size_t live = live_.size(), dead = recently_failed_.size();
-  for (std::size_t i = 0; i < out.size() || (out.empty() && i < k); ++i) {
+  const std::size_t slots = out.empty() ? k : out.size();
+  for (std::size_t i = 0; i < slots; ++i) {
     if (rng_.uniform(live + dead) >= dead) continue;
     const NodeId& id = recently_failed_[rng_.uniform(dead)].first;
     auto it = members_.find(id);
