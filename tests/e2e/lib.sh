@@ -444,17 +444,24 @@ join_fg() {
     --name "h$i" --listen "$(uip "$i"):$E2E_PORT" "$@"
 }
 
-# mesh_up N: h1 creates the mesh and runs; h2..hN join with one token each (all VNIs);
-# waits until everyone sees N-1 alive peers. The underlay must have >= N hosts.
-mesh_up() {
-  local n=$1 i tok t0
-  t0=$(now_ms)
+# mesh_start N: h1 creates the mesh and runs; h2..hN join with one token each (all
+# VNIs). Does not wait for the members to see each other (mesh_up does).
+mesh_start() {
+  local n=$1 i tok
   agent_init 1
   agent_run 1
   for ((i = 2; i <= n; i++)); do
     tok=$(token_create 1 --all-vnis --uses 1)
     agent_join "$i" "$tok"
   done
+}
+
+# mesh_up N: mesh_start N, then waits until everyone sees N-1 alive peers. The underlay
+# must have >= N hosts.
+mesh_up() {
+  local n=$1 t0
+  t0=$(now_ms)
+  mesh_start "$n"
   wait_mesh "$n" 30
   log "mesh of $n nodes up in $(($(now_ms) - t0)) ms"
 }

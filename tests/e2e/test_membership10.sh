@@ -124,12 +124,7 @@ step "phase 1: underlay of $N hosts, h1 creates the mesh, h2..h$N join"
 e2e_underlay "$N"
 PHASE=formation
 PHASE_T0=$(now_ms)
-agent_init 1
-agent_run 1
-for ((i = 2; i <= N; i++)); do
-  tok=$(token_create 1 --all-vnis --uses 1)
-  agent_join "$i" "$tok"
-done
+mesh_start "$N"
 joined_ms=$(($(now_ms) - PHASE_T0))
 wait_all_alive "$FORM_MAX_S" "formation"
 form_ms=$WAITED_MS
