@@ -57,7 +57,7 @@ void usage() {
                "                [--duration-s S] [--partition-s S] [--crashes K] [--false-death-budget K]\n"
                "                [--json]\n"
                "  tunables (MeshConfig; defaults are the agent's): --probe-interval-ms MS\n"
-               "    --probe-timeout-ms MS --indirect-probes K --suspicion-mult M\n"
+               "    --probe-timeout-ms MS --indirect-probes K|auto --suspicion-mult M\n"
                "    --suspicion-max-mult M --suspicion-floor-ms MS --suspicion-confirmations K\n"
                "    --direct-retry 0|1\n"
                "    --lhm-max L --gossip-interval-ms MS --gossip-fanout F --gossip-burst-max B\n"
@@ -135,7 +135,11 @@ int main(int argc, char** argv) {
     } else if (a == "--probe-timeout-ms") {
       ok = parse_num(v, cfg.mesh.probe_timeout_ms) && cfg.mesh.probe_timeout_ms > 0;
     } else if (a == "--indirect-probes") {
-      ok = parse_num(v, cfg.mesh.indirect_probes) && cfg.mesh.indirect_probes <= 16;
+      if (v == "auto") {
+        cfg.mesh.indirect_probes = meshd::mesh::kIndirectProbesAuto;
+      } else {
+        ok = parse_num(v, cfg.mesh.indirect_probes) && cfg.mesh.indirect_probes <= 16;
+      }
     } else if (a == "--suspicion-mult") {
       ok = parse_num(v, cfg.mesh.suspicion_mult);
     } else if (a == "--suspicion-floor-ms") {
@@ -201,7 +205,9 @@ int main(int argc, char** argv) {
   j["preformed"] = cfg.preformed;
   j["config"] = {{"probe_interval_ms", cfg.mesh.probe_interval_ms},
                  {"probe_timeout_ms", cfg.mesh.probe_timeout_ms},
-                 {"indirect_probes", cfg.mesh.indirect_probes},
+                 {"indirect_probes", cfg.mesh.indirect_probes == meshd::mesh::kIndirectProbesAuto
+                                         ? nlohmann::json("auto")
+                                         : nlohmann::json(cfg.mesh.indirect_probes)},
                  {"suspicion_mult", cfg.mesh.suspicion_mult},
                  {"suspicion_max_timeout_mult", cfg.mesh.suspicion_max_timeout_mult},
                  {"suspicion_confirmations", cfg.mesh.suspicion_confirmations},

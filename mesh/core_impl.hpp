@@ -169,10 +169,12 @@ struct MeshCore::Impl {
   void live_remove(Member& m);
   void live_shuffle();
   void set_record(Member& m, std::shared_ptr<const NodeRecord> rec);
-  void digest_toggle(const NodeId& id, std::uint64_t version);  // in or out of the digests
+  // In or out of the digests (live members only).
+  void digest_toggle(const NodeId& id, std::uint64_t version, std::uint64_t incarnation);
   MemberMap::iterator erase_member(MemberMap::iterator it);
   std::size_t token_holders(const crypto::TokenId& tid) const;  // self + members + revoked
   std::size_t transmit_limit() const;
+  std::size_t indirect_probe_count() const;  // cfg or 2 + ceil(log10(N + 1))
   void queue_broadcast(const BroadcastQueue::Key& key, const Update& u);
   // Gossips a state fact. A suspect with an accuser is keyed per (node, accuser) so
   // independent confirmations travel side by side; any other state about the node
@@ -311,11 +313,14 @@ inline constexpr std::uint64_t kAntiEntropyCatchUpDiv = 5;
 inline constexpr std::size_t kConfirmProbers = 3;
 // Failed members a push says are alive that we ping at once (see on_push).
 inline constexpr std::size_t kRevivalPingsMax = 8;
+// Most local-health points one failed probe adds for helpers' missing nacks.
+inline constexpr std::size_t kNackEvidenceMax = 3;
 // Alive members drawn per anti-entropy round to find one that shares a VNI with us.
 inline constexpr std::size_t kAntiEntropySample = 16;
 
-// Order-free hash of (node, record version) for the members digest.
-std::uint64_t member_hash(const NodeId& id, std::uint64_t version);
+// Order-free hash of (node, record version, incarnation) for the members digest: a
+// refutation nobody has heard of (or a stale suspicion it answers) shows up in push-pull.
+std::uint64_t member_hash(const NodeId& id, std::uint64_t version, std::uint64_t incarnation);
 
 template <typename Pred>
 std::vector<MeshCore::Impl::Member*> MeshCore::Impl::sample_live(std::size_t k, Pred pred) {

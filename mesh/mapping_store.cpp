@@ -244,9 +244,9 @@ void MeshCore::Impl::push_locals(const NodeId& to, bool want_locals) {
 }
 
 std::uint64_t MeshCore::Impl::members_digest() const {
-  // Which nodes are live at which record version, order-free and kept up to date by
+  // Which nodes are live at which record version and incarnation, order-free and kept up to date by
   // the member table (O(1) here): equal digests mean nothing to exchange.
-  return members_xor_ ^ member_hash(self_.id(), self_.version);
+  return members_xor_ ^ member_hash(self_.id(), self_.version, incarnation_);
 }
 
 std::uint64_t MeshCore::Impl::vni_digest(std::uint32_t vni) const {
@@ -263,7 +263,7 @@ std::uint64_t MeshCore::Impl::vni_digest(std::uint32_t vni) const {
 
 std::array<std::uint64_t, kMemberBuckets> MeshCore::Impl::member_buckets() const {
   std::array<std::uint64_t, kMemberBuckets> b = bucket_xor_;
-  b[self_.id()[0]] ^= member_hash(self_.id(), self_.version);
+  b[self_.id()[0]] ^= member_hash(self_.id(), self_.version, incarnation_);
   return b;
 }
 

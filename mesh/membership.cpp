@@ -196,6 +196,10 @@ void MeshCore::Impl::set_state(std::uint64_t now, Member& m, MemberState st, std
   const MemberState prev = m.state;
   const bool was_live = m.live();
   const NodeId id = m.id();
+  if (was_live && inc != m.incarnation) {  // the digests cover live members' incarnations
+    digest_toggle(id, m.rec->version, m.incarnation);
+    digest_toggle(id, m.rec->version, inc);
+  }
   m.incarnation = inc;
   if (st != prev) {
     m.state = st;

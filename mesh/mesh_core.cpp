@@ -35,15 +35,15 @@ BroadcastQueue::Key mapping_key(const MapKey& m) {
   return k;
 }
 
-std::uint64_t member_hash(const NodeId& id, std::uint64_t version) {
-  // splitmix64 finaliser over the id's words and the version.
+std::uint64_t member_hash(const NodeId& id, std::uint64_t version, std::uint64_t incarnation) {
+  // splitmix64 finaliser over the id's words, the record version and the incarnation.
   auto mix = [](std::uint64_t z) {
     z += 0x9e3779b97f4a7c15ull;
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
     return z ^ (z >> 31);
   };
-  std::uint64_t h = mix(version);
+  std::uint64_t h = mix(mix(version) ^ incarnation);
   for (std::size_t i = 0; i < id.size(); i += 8) {
     std::uint64_t w = 0;
     for (std::size_t j = 0; j < 8; ++j) w |= std::uint64_t{id[i + j]} << (8 * j);
@@ -73,7 +73,9 @@ MeshCore::Impl::Impl(MeshConfig cfg, crypto::SigningKey key, crypto::PublicKey r
   cfg_.suspicion_max_timeout_mult =
       std::clamp<std::uint64_t>(cfg_.suspicion_max_timeout_mult, 1, kSuspicionMaxTimeoutMultMax);
   cfg_.lhm_max = health_.max();
-  cfg_.indirect_probes = std::min<std::size_t>(cfg_.indirect_probes, 16);
+  if (cfg_.indirect_probes != kIndirectProbesAuto) {
+    cfg_.indirect_probes = std::min<std::size_t>(cfg_.indirect_probes, 16);
+  }
   cfg_.gossip_burst_max = std::clamp<std::size_t>(cfg_.gossip_burst_max, 1, 16);
   cfg_.suspicion_confirmations = std::min(cfg_.suspicion_confirmations, kSuspicionConfirmationsMax);
   cfg_.nack_timeout_pct = std::clamp<std::uint32_t>(cfg_.nack_timeout_pct, 1, 100);
@@ -172,11 +174,12 @@ void MeshCore::Impl::live_add(Member& m) {
   std::swap(live_[j], live_.back());
   live_[j]->live_pos = static_cast<std::uint32_t>(j);
   live_.back()->live_pos = static_cast<std::uint32_t>(live_.size() - 1);
-  digest_toggle(m.id(), m.rec->version);
+  digest_toggle(m.id(), m.rec->version, m.incarnation);
 }
 
-void MeshCore::Impl::digest_toggle(const NodeId& id, std::uint64_t version) {
-  const std::uint64_t h = member_hash(id, version);
+void MeshCore::Impl::digest_toggle(const NodeId& id, std::uint64_t version,
+                                   std::uint64_t incarnation) {
+  const std::uint64_t h = member_hash(id, version, incarnation);
   members_xor_ ^= h;
   bucket_xor_[id[0]] ^= h;
 }
@@ -195,7 +198,7 @@ void MeshCore::Impl::live_remove(Member& m) {
   put(pos, live_.back());
   live_.pop_back();
   m.live_pos = kNotLive;
-  digest_toggle(m.id(), m.rec->version);
+  digest_toggle(m.id(), m.rec->version, m.incarnation);
 }
 
 void MeshCore::Impl::live_shuffle() {
@@ -207,8 +210,8 @@ void MeshCore::Impl::live_shuffle() {
 
 void MeshCore::Impl::set_record(Member& m, std::shared_ptr<const NodeRecord> rec) {
   if (m.live()) {
-    digest_toggle(m.id(), m.rec->version);
-    digest_toggle(rec->id(), rec->version);
+    digest_toggle(m.id(), m.rec->version, m.incarnation);
+    digest_toggle(rec->id(), rec->version, m.incarnation);
   }
   const crypto::TokenId& was = m.rec->chain.node.token_id;
   if (rec->chain.node.token_id != was) {
@@ -242,6 +245,12 @@ std::size_t MeshCore::Impl::transmit_limit() const {
   double n = static_cast<double>(live_count() + 1);
   auto rounds = static_cast<std::size_t>(std::ceil(std::log10(n + 1)));
   return std::max<std::size_t>(1, cfg_.retransmit_mult * std::max<std::size_t>(rounds, 1));
+}
+
+std::size_t MeshCore::Impl::indirect_probe_count() const {
+  if (cfg_.indirect_probes != kIndirectProbesAuto) return cfg_.indirect_probes;
+  double n = static_cast<double>(live_count() + 1);
+  return std::min<std::size_t>(2 + static_cast<std::size_t>(std::ceil(std::log10(n + 1))), 16);
 }
 
 void MeshCore::Impl::queue_broadcast(const BroadcastQueue::Key& key, const Update& u) {

@@ -31,6 +31,8 @@ namespace meshd::mesh {
 
 class RecordCache;
 
+inline constexpr std::size_t kIndirectProbesAuto = ~std::size_t{0};
+
 struct MeshConfig {
   // ---- Failure detection (SWIM + Lifeguard). Defaults tuned with the simulator for
   // meshes of 3 to 10,000 nodes (bench/README.md has the runs): a crash is known by
@@ -39,7 +41,13 @@ struct MeshConfig {
   // ~150 ms raise probe_timeout_ms (and probe_interval_ms with it).
   std::uint64_t probe_interval_ms = 500;  // one probe per interval (times LHM + 1)
   std::uint64_t probe_timeout_ms = 200;   // no ack by then: indirect probes + one direct retry
-  std::size_t indirect_probes = 3;        // helpers asked to ping the target. Bound: <= 16
+  // Helpers asked to ping the target when the direct probe got no ack. Bound: <= 16.
+  // kIndirectProbesAuto (the default) = 2 + ceil(log10(N + 1)): 4 at 10 nodes, 5 at 100,
+  // 6 at 1,000, 7 at 10,000. A false suspicion costs every node its dissemination, which
+  // grows with N; an indirect probe costs four small datagrams, and only after a failed
+  // direct probe. At 10 % loss each helper path fails with p = 0.34, so every helper
+  // cuts false suspicions ~3x (bench/README.md). memberlist uses a fixed 3.
+  std::size_t indirect_probes = kIndirectProbesAuto;
   // A probe with no ack by probe_timeout is also resent directly (same seq) while the
   // helpers try: one lost ping or ack no longer makes a suspicion.
   bool direct_retry = true;

@@ -1,6 +1,6 @@
 // Failure detection (SWIM + Lifeguard): one probe per protocol period to the next
 // member in a shuffled round-robin order; no ack within probe_timeout -> ask
-// indirect_probes other members to ping it (and to nack if it stays silent); no ack
+// indirect_probe_count() other members to ping it (and to nack if it stays silent); no ack
 // by the end of the period -> suspect; suspect until the Lifeguard timer (shrinking
 // with independent confirmations, suspicion.hpp) runs out -> failed. Our own probe
 // results and the helpers' nacks feed the local health multiplier
@@ -39,10 +39,18 @@ void MeshCore::Impl::probe_tick(std::uint64_t now) {
     // Lifeguard local health: helpers that were asked to nack and did not are
     // evidence that our own messages are lost or late; with no helper to judge by,
     // the failed probe itself counts.
+    // Lifeguard adds one per missing nack. Here missing nacks count only when no
+    // helper answered at all: one nack shows that our messages go out and come back in
+    // time, so the silent helpers are the ones in trouble (dead, or cut off with the
+    // target), and several members crashing at once must not slow the survivors'
+    // probes. The evidence is capped at kNackEvidenceMax (memberlist's 3 helpers), as
+    // indirect_probe_count() grows with N.
     if (probe_.nacks_expected > 0) {
       const std::size_t missing = probe_.nacks_expected - probe_.nacks_received;
       counters_.nacks_missed += missing;
-      health_delta(static_cast<int>(missing));
+      if (probe_.nacks_received == 0) {
+        health_delta(static_cast<int>(std::min(missing, kNackEvidenceMax)));
+      }
     } else {
       health_delta(1);
     }
@@ -101,7 +109,7 @@ void MeshCore::Impl::probe_indirect(std::uint64_t now) {
   (void)now;
   probe_.indirect_sent = true;
   const NodeId target = probe_.target;
-  std::vector<Member*> helpers = sample_live(cfg_.indirect_probes, [&](const Member& m) {
+  std::vector<Member*> helpers = sample_live(indirect_probe_count(), [&](const Member& m) {
     return m.state == MemberState::alive && m.id() != target;
   });
   Bytes msg = encode_ping_req(PingReq{probe_.seq, probe_.target, true});

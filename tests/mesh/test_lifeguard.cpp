@@ -102,6 +102,33 @@ TEST_CASE("lifeguard: indirect probers nack a silent target; the requester count
   CHECK(confirmations > 0);
 }
 
+TEST_CASE("lifeguard: helpers that crashed with the target do not slow the survivors") {
+  // 3 of 10 crash at once: a probe of a dead node often picks a dead helper, whose nack
+  // never comes. The live helpers' nacks show that the prober itself is fine, so its
+  // local health must stay 0 and it keeps probing at full speed.
+  SimNet net(34);
+  start_mesh(net, 10);
+  REQUIRE(net.run_until([&] { return net.all_alive(); }, 10'000));
+  net.step(2'000);
+  for (std::size_t v : {3, 6, 8}) net.crash(v);
+  auto t = net.run_until(
+      [&] {
+        return net.all_see(3, MemberState::failed) && net.all_see(6, MemberState::failed) &&
+               net.all_see(8, MemberState::failed);
+      },
+      20'000);
+  REQUIRE(t.has_value());
+  std::uint64_t missed = 0;
+  for (std::size_t i = 0; i < 10; ++i) {
+    if (i == 3 || i == 6 || i == 8) continue;
+    const MeshCounters& c = net.nodes[i]->core->counters();
+    missed += c.nacks_missed;
+    CHECK(c.local_health_max_seen == 0);
+  }
+  MESSAGE("3 of 10 failed by all after " << *t << " ms; nacks missed (dead helpers) " << missed);
+  CHECK(missed > 0);  // dead helpers were asked, and stayed silent
+}
+
 TEST_CASE("lifeguard: a nack for an unknown probe is counted but changes nothing") {
   SimNet net(32);
   start_mesh(net, 3);

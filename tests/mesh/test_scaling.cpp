@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <map>
 #include <optional>
 #include <set>
 #include <vector>
@@ -305,4 +306,40 @@ TEST_CASE("scaling: one lost ping is saved by the direct retry, not turned into 
     // With the defaults (helpers and retry) the loss is absorbed as well.
     CHECK(run_lost_ping(MeshConfig{}, seed).suspicions == 0);
   }
+}
+
+namespace {
+
+// Node 9 goes silent (everything to it is lost); the most helpers any prober asks, per
+// probe of node 9, in 20 s.
+std::size_t helpers_per_probe(const MeshConfig& cfg, std::uint64_t seed) {
+  SimNet net(seed, cfg);
+  start_mesh(net, 10);
+  net.step(2'000);
+  std::map<std::pair<std::size_t, std::uint64_t>, std::set<std::size_t>> helpers;  // (prober, seq)
+  net.drop_if = [&](std::size_t from, std::size_t to, const Bytes& payload) {
+    auto m = decode(payload);
+    if (const PingReq* r = as<PingReq>(m);
+        r != nullptr && r->target == net.nodes[9]->id()) {
+      helpers[{from, r->seq}].insert(to);
+    }
+    return to == 9;
+  };
+  net.step(20'000);
+  std::size_t most = 0;
+  for (const auto& [probe, h] : helpers) most = std::max(most, h.size());
+  return most;
+}
+
+}  // namespace
+
+TEST_CASE("scaling: indirect probes grow with the mesh (2 + ceil(log10(N + 1))), or as configured") {
+  // 10 nodes: 2 + ceil(log10(11)) = 4 helpers, of the 8 that are neither prober nor target.
+  CHECK(helpers_per_probe(MeshConfig{}, 341) == 4);
+  MeshConfig three;
+  three.indirect_probes = 3;
+  CHECK(helpers_per_probe(three, 341) == 3);
+  MeshConfig many;
+  many.indirect_probes = 16;  // more than there are: every other live member
+  CHECK(helpers_per_probe(many, 341) == 8);
 }

@@ -1,3 +1,5 @@
+#include <cstdio>
+#include <cstdlib>
 #include "sim/lib/scenarios.hpp"
 
 #include <algorithm>
@@ -247,8 +249,41 @@ class Driver {
     cluster_.run_to(cluster_.now_ms() + cfg_.partition_ms);
     cluster_.network().heal();
     checker_.note_fault(cluster_.now_ms());
-    fig_.heal_converge_ms =
-        cluster_.run_until([&] { return cluster_.converged(); }, cfg_.measure_limit_ms, 100);
+    const bool trace = std::getenv("MESHD_SIM_TRACE") != nullptr;
+    const std::uint64_t healed_at = cluster_.now_ms();
+    fig_.heal_converge_ms = cluster_.run_until(
+        [&] {
+          if (trace) {
+            std::fprintf(stderr, "heal +%llu ms: %llu pairs not alive\n",
+                         static_cast<unsigned long long>(cluster_.now_ms() - healed_at),
+                         static_cast<unsigned long long>(cluster_.pairs_not_alive()));
+            if (cluster_.pairs_not_alive() <= 4) {
+              for (NodeIndex a = 0; a < cluster_.size(); ++a) {
+                for (NodeIndex b = 0; b < cluster_.size(); ++b) {
+                  if (a != b && cluster_.up(a) && cluster_.up(b) &&
+                      cluster_.seen(a, b) != Seen::alive) {
+                    std::fprintf(stderr, "  %u sees %u as %d", static_cast<unsigned>(a),
+                                 static_cast<unsigned>(b), static_cast<int>(cluster_.seen(a, b)));
+                    for (const auto& m : cluster_.core(a).members()) {
+                      if (m.id() == cluster_.id(b)) {
+                        std::fprintf(stderr, " (%s inc %llu since -%llu ms)",
+                                     mesh::member_state_name(m.state),
+                                     static_cast<unsigned long long>(m.incarnation),
+                                     static_cast<unsigned long long>(cluster_.now_ms() -
+                                                                     m.state_since_ms));
+                      }
+                    }
+                    std::fprintf(stderr, "; it refuted %llu times\n",
+                                 static_cast<unsigned long long>(
+                                     cluster_.core(b).counters().refutations));
+                  }
+                }
+              }
+            }
+          }
+          return cluster_.converged();
+        },
+        cfg_.measure_limit_ms, 100);
     checker_.expect(fig_.heal_converge_ms.has_value(),
                     "no convergence within measure_limit_ms of heal");
   }

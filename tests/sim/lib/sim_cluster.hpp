@@ -88,6 +88,10 @@ class SimCluster {
   Seen seen(NodeIndex observer, NodeIndex subject) const { return views_[observer][subject]; }
   // Every up node sees every other up node alive.
   bool converged() const;
+  std::uint64_t pairs_not_alive() const {  // ordered pairs (a, b) where a sees b not alive
+    const std::uint64_t up = up_;
+    return up < 2 ? 0 : up * (up - 1) - alive_pairs_;
+  }
   // Every up node other than `subject` sees it as `s`.
   bool all_see(NodeIndex subject, Seen s) const;
 
