@@ -8,6 +8,7 @@
 #include <iterator>
 #include <sstream>
 
+#include "agent/mesh_settings.hpp"
 #include "agent/parse.hpp"
 #include "agent/version.hpp"
 #include "crypto/token.hpp"
@@ -44,7 +45,7 @@ std::string trim(std::string s) {
 // the messages are ours.
 struct Raw {
   std::string state, name, listen, ttl = "24h", vni, uses = "1", token, token_file, netns, mac, ifname, node;
-  std::vector<std::string> ips;
+  std::vector<std::string> ips, sets;
   bool all_vnis = false, json = false;
 };
 
@@ -78,9 +79,16 @@ ParseOutcome parse_command_line(const std::vector<std::string>& args, const EnvL
   join->add_option("--state", r.state, kStateHelp)->required();
   join->add_option("--listen", r.listen, "UDP listen address IP:PORT (default 0.0.0.0:51900)");
   join->add_option("--name", r.name, "node name (default: host name)");
+  constexpr const char* kSetHelp =
+      "membership tunable NAME=VALUE (repeatable; kept for later runs; NAME=default drops it)";
+  const std::string set_footer = "Membership tunables for --set (defaults in the README):\n" + mesh_settings_help();
+  join->add_option("--set", r.sets, kSetHelp);
+  join->footer(set_footer);
 
   auto* run = app.add_subcommand("run", "run an enrolled node in the foreground");
   run->add_option("--state", r.state, kStateHelp)->required();
+  run->add_option("--set", r.sets, kSetHelp);
+  run->footer(set_footer);
 
   auto* attach = app.add_subcommand("attach", "connect a tenant interface to a VNI");
   attach->add_option("--state", r.state, kStateHelp)->required();
@@ -248,6 +256,11 @@ ParseOutcome parse_command_line(const std::vector<std::string>& args, const EnvL
     if (!found) return bad_input("a subcommand is required (see meshd --help)");
   }
   if (err) return bad_input(err->message);
+  MeshSettings check;  // validated here so a typo exits 2 before anything starts
+  for (const auto& a : r.sets) {
+    if (auto st = parse_mesh_setting(a, check); !st) return bad_input(st.error().message);
+  }
+  cmd.mesh_settings = r.sets;
   ParseOutcome o;
   o.cmd = std::move(cmd);
   return o;

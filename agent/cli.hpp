@@ -34,6 +34,7 @@ struct Command {
   std::optional<std::string> ifname;
   bool json = false;
   std::string node;                // revoke
+  std::vector<std::string> mesh_settings;  // join/run: --set NAME=VALUE, in order
 };
 
 struct ParseOutcome {

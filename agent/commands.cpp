@@ -97,6 +97,7 @@ int cmd_join(const Command& c) {
   opt.joining_identity =
       enroll_with_token(*token, c.name.empty() ? default_node_name() : c.name, listen, rng, now_s);
   opt.token = std::move(token.value());
+  opt.mesh_settings = c.mesh_settings;
   return Daemon::run(std::move(opt));
 }
 
@@ -252,6 +253,7 @@ int execute(const Command& c) {
         }
         DaemonOptions opt;
         opt.state_dir = c.state_dir;
+        opt.mesh_settings = c.mesh_settings;
         return Daemon::run(std::move(opt));
       }
       case CommandKind::revoke: return cmd_revoke(c);

@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "agent/daemon.hpp"
+#include "agent/mesh_settings.hpp"
 
 namespace meshd::agent {
 
@@ -251,6 +252,7 @@ json Daemon::status_json() const {
                       {"vnis", vnis},
                       {"endpoints_local", attachments_.size()},
                       {"uptime_s", (clock_.now_ms() - started_ms_) / 1000},
+                      {"membership", mesh_settings_json(mesh_cfg_)},
                       {"counters", counters_json()}});
 }
 

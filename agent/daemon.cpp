@@ -12,6 +12,7 @@
 
 #include "agent/identity.hpp"
 #include "agent/locators.hpp"
+#include "agent/mesh_settings.hpp"
 
 namespace meshd::agent {
 
@@ -84,6 +85,39 @@ Daemon::~Daemon() {
   if (lock_fd_ >= 0) ::close(lock_fd_);
 }
 
+int Daemon::load_mesh_settings() {
+  // Stored settings first, then this run's --set in order; the result is stored, so
+  // what the operator set survives restarts.
+  MeshSettings settings;
+  if (auto raw = store_->get("agent", "mesh_settings")) {
+    auto stored = decode_mesh_settings(std::string_view(reinterpret_cast<const char*>(raw->data()), raw->size()));
+    if (!stored) {
+      fail_line("stored membership settings: " + stored.error().message +
+                " (fix with --set NAME=VALUE or NAME=default)");
+      return 2;
+    }
+    settings = std::move(*stored);
+  }
+  for (const auto& a : opt_.mesh_settings) {
+    if (auto st = parse_mesh_setting(a, settings); !st) {
+      fail_line(st.error().message);
+      return 2;
+    }
+  }
+  mesh_cfg_ = mesh::MeshConfig{};
+  if (auto st = apply_mesh_settings(settings, mesh_cfg_); !st) {
+    fail_line(st.error().message);
+    return 2;
+  }
+  if (!opt_.mesh_settings.empty()) {
+    const std::string text = encode_mesh_settings(settings);
+    store_->put("agent", "mesh_settings",
+                ByteSpan(reinterpret_cast<const std::uint8_t*>(text.data()), text.size()));
+  }
+  for (const auto& [name, v] : settings) spdlog::info("membership setting {}={}", name, v);
+  return 0;
+}
+
 int Daemon::start() {
   const std::string& dir = opt_.state_dir;
   if (agent_running(dir)) {
@@ -123,6 +157,8 @@ int Daemon::start() {
     id_ = std::move(*id);
   }
 
+  if (int rc = load_mesh_settings(); rc != 0) return rc;
+
   auto listen = Locator::parse(id_.listen);
   listen_ = listen ? *listen : *Locator::parse(kDefaultListen);
   locators_ = advertised_locators(listen_);
@@ -146,7 +182,7 @@ int Daemon::start() {
   // Wall-clock based so a restarted node's record always supersedes the old one.
   self.version = now;
   self.sign(node_key);
-  mesh_ = std::make_unique<mesh::MeshCore>(mesh::MeshConfig{}, node_key, id_.root_pub, std::move(self),
+  mesh_ = std::make_unique<mesh::MeshCore>(mesh_cfg_, node_key, id_.root_pub, std::move(self),
                                            rng_, store_.get(), now);
   devices_ = std::make_unique<dp::VniDevices>(static_cast<unsigned>(wire::kDefaultTenantMtu));
 

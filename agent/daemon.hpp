@@ -49,6 +49,8 @@ struct DaemonOptions {
   // Join mode: the enrollment not yet persisted and the token that admits it.
   std::optional<StoredIdentity> joining_identity;
   std::optional<crypto::Token> token;
+  // --set NAME=VALUE (mesh_settings.hpp), applied over the stored ones and then stored.
+  std::vector<std::string> mesh_settings;
 };
 
 struct AgentCounters {
@@ -72,6 +74,7 @@ class Daemon {
  private:
   explicit Daemon(DaemonOptions opt);
   int start();  // 0 = running; otherwise an exit code (message already printed)
+  int load_mesh_settings();  // into mesh_cfg_; 0 or an exit code (message printed)
   void stop(int exit_code);
 
   // daemon.cpp
@@ -137,6 +140,7 @@ class Daemon {
   Locator listen_;
   std::vector<Locator> locators_;
   std::unique_ptr<crypto::TunnelManager> tunnel_;
+  mesh::MeshConfig mesh_cfg_;  // defaults + stored and given --set (mesh_settings.hpp)
   std::unique_ptr<mesh::MeshCore> mesh_;
   std::unique_ptr<dp::VniDevices> devices_;
   dp::Forwarder forwarder_;

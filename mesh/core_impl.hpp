@@ -174,6 +174,12 @@ struct MeshCore::Impl {
   MemberMap::iterator erase_member(MemberMap::iterator it);
   std::size_t token_holders(const crypto::TokenId& tid) const;  // self + members + revoked
   std::size_t transmit_limit() const;
+  // Next push-pull after anti_entropy_interval_ms / kAntiEntropyCatchUpDiv at the latest.
+  void catch_up_soon(std::uint64_t now);
+  // Our view of `to` as an update when we hold it suspect or failed (it refutes on it).
+  std::optional<Bytes> target_state(const NodeId& to) const;
+  // gossip_bytes_max less what `taken` already uses.
+  std::size_t budget_after(const std::vector<Bytes>& taken) const;
   std::size_t indirect_probe_count() const;  // cfg or 2 + ceil(log10(N + 1))
   void queue_broadcast(const BroadcastQueue::Key& key, const Update& u);
   // Gossips a state fact. A suspect with an accuser is keyed per (node, accuser) so

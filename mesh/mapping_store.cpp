@@ -302,6 +302,11 @@ void MeshCore::Impl::anti_entropy(std::uint64_t now) {
   send_sync_request(target.id(), true, common);
 }
 
+void MeshCore::Impl::catch_up_soon(std::uint64_t now) {
+  next_anti_entropy_ms_ =
+      std::min(next_anti_entropy_ms_, now + cfg_.anti_entropy_interval_ms / kAntiEntropyCatchUpDiv);
+}
+
 void MeshCore::Impl::on_sync_request(std::uint64_t now, const NodeId& from, const SyncRequest& m) {
   // Members, in up to three steps so only what differs travels: a digest differs ->
   // answer with our 256 bucket digests (and ask for theirs); bucket digests in hand ->
@@ -318,10 +323,7 @@ void MeshCore::Impl::on_sync_request(std::uint64_t now, const NodeId& from, cons
   const bool push_members = push_buckets.any();
   // Out of step (a healed partition, a node back from a crash): sync again soon, until
   // the digests match; in step, once per anti_entropy_interval_ms.
-  if (members_differ) {
-    next_anti_entropy_ms_ =
-        std::min(next_anti_entropy_ms_, now + cfg_.anti_entropy_interval_ms / kAntiEntropyCatchUpDiv);
-  }
+  if (members_differ) catch_up_soon(now);
   // A sender without the field predates revocations: nothing to compare.
   const bool revocations_differ =
       m.revocations_digest.has_value() && *m.revocations_digest != revocations_digest_;

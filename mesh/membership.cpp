@@ -210,6 +210,12 @@ void MeshCore::Impl::set_state(std::uint64_t now, Member& m, MemberState st, std
     if (!was_live && m.live()) live_add(m);
   }
   persist_member(m);
+  if (prev == MemberState::failed && m.live()) {
+    // A failed member is back: most likely a partition healed, and the rest of the
+    // mesh differs from us too. Catch up by push-pull now rather than at the next
+    // interval (each sync that finds differences brings the next one closer).
+    catch_up_soon(now);
+  }
   if (st == MemberState::alive && !was_live) {
     emit(MeshEvent{MeshEvent::Kind::member_up, m.info(), std::nullopt, id, {}});
     on_member_up(now, m);

@@ -14,21 +14,32 @@
 
 namespace meshd::mesh {
 
+std::size_t MeshCore::Impl::budget_after(const std::vector<Bytes>& taken) const {
+  std::size_t used = 0;
+  for (const Bytes& b : taken) used += b.size();
+  return cfg_.gossip_bytes_max > used ? cfg_.gossip_bytes_max - used : 0;
+}
+
 std::vector<Bytes> MeshCore::Impl::piggyback(std::size_t budget) {
   return broadcasts_.take(budget, transmit_limit());
+}
+
+std::optional<Bytes> MeshCore::Impl::target_state(const NodeId& to) const {
+  // What we think of a suspected/failed node, told to it so it can refute at once.
+  auto it = members_.find(to);
+  if (it == members_.end() || it->second.state == MemberState::alive ||
+      it->second.state == MemberState::left) {
+    return std::nullopt;
+  }
+  return encode_update(StateUpdate{to, it->second.state, it->second.incarnation});
 }
 
 void MeshCore::Impl::send_ping(const NodeId& to, std::uint64_t seq, bool with_target_state) {
   std::vector<Bytes> updates;
   if (with_target_state) {
-    // Tell a suspected/failed node what we think of it, so it can refute at once.
-    auto it = members_.find(to);
-    if (it != members_.end() && it->second.state != MemberState::alive) {
-      updates.push_back(
-          encode_update(StateUpdate{to, it->second.state, it->second.incarnation}));
-    }
+    if (auto b = target_state(to)) updates.push_back(std::move(*b));
   }
-  for (Bytes& b : piggyback(cfg_.gossip_bytes_max)) updates.push_back(std::move(b));
+  for (Bytes& b : piggyback(budget_after(updates))) updates.push_back(std::move(b));
   send(to, encode_ping(seq, updates));
 }
 
@@ -154,15 +165,25 @@ void MeshCore::Impl::gossip_tick(std::uint64_t now) {
       std::min(cfg_.gossip_fanout * std::max<std::size_t>(1, cfg_.gossip_burst_max),
                cfg_.gossip_fanout + extra);
   for (const NodeId& t : sample_partners(now, fanout, false)) {
-    std::vector<Bytes> updates = piggyback(cfg_.gossip_bytes_max);
-    if (updates.empty()) break;
+    // Gossip to a recently failed member (a partition that may have healed) tells it
+    // that it is failed: it refutes at once instead of waiting to be probed.
+    std::vector<Bytes> updates;
+    if (auto b = target_state(t)) updates.push_back(std::move(*b));
+    const std::size_t told = updates.size();
+    for (Bytes& b : piggyback(budget_after(updates))) updates.push_back(std::move(b));
+    if (updates.size() == told) break;
     send(t, encode_gossip(updates));
   }
 }
 
 void MeshCore::Impl::on_ping(std::uint64_t now, const NodeId& from, const Ping& m) {
   for (const Update& u : m.updates) apply_update(now, u);
-  send(from, encode_ack(m.seq, piggyback(cfg_.gossip_bytes_max)));
+  // A ping from a node we hold failed or suspect (a healed partition, a node that was
+  // only slow): the ack tells it, so it refutes now, not when someone probes it.
+  std::vector<Bytes> updates;
+  if (auto b = target_state(from)) updates.push_back(std::move(*b));
+  for (Bytes& b : piggyback(budget_after(updates))) updates.push_back(std::move(b));
+  send(from, encode_ack(m.seq, updates));
 }
 
 void MeshCore::Impl::on_ack(std::uint64_t now, const NodeId& from, const Ack& m) {

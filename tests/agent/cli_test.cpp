@@ -138,3 +138,22 @@ TEST_CASE("parse: ttl units and utc formatting") {
   CHECK(*parse_ttl_s("365d") == 365 * 86400);
   CHECK(format_utc(0) == "1970-01-01 00:00:00 UTC");
 }
+
+TEST_CASE("cli: --set membership tunables on run and join") {
+  auto o = parse({"run", "--state", "/s", "--set", "probe_interval_ms=1000", "--set", "indirect_probes=auto"});
+  REQUIRE(o.cmd);
+  CHECK(o.cmd->mesh_settings == std::vector<std::string>{"probe_interval_ms=1000", "indirect_probes=auto"});
+  o = parse({"join", "TOKEN", "--state", "/s", "--set", "gossip_fanout=4"});
+  REQUIRE(o.cmd);
+  CHECK(o.cmd->mesh_settings == std::vector<std::string>{"gossip_fanout=4"});
+  check_bad(parse({"run", "--state", "/s", "--set", "probe_interval=1000"}), "unknown setting 'probe_interval'");
+  check_bad(parse({"run", "--state", "/s", "--set", "probe_interval_ms"}), "expected NAME=VALUE");
+  check_bad(parse({"run", "--state", "/s", "--set", "probe_interval_ms=fast"}), "not a number");
+  check_bad(parse({"run", "--state", "/s", "--set", "probe_interval_ms=5"}), "out of range 50..60000");
+  check_bad(parse({"run", "--state", "/s", "--set", "gossip_fanout=-1"}), "not a number");
+  check_bad(parse({"run", "--state", "/s", "--set", "indirect_probes=17"}), "out of range 0..16");
+  // The run's help lists every tunable.
+  o = parse({"run", "--help"});
+  CHECK(o.exit_code == 0);
+  CHECK(o.out.find("suspicion_floor_ms") != std::string::npos);
+}

@@ -59,3 +59,30 @@ step "traffic after restart"
 expect_ping "${T[t1a]}" 10.10.0.2 20
 expect_ping "${T[t2a]}" 10.10.0.1
 expect_ping "${T[t2a]}" 10.10.0.3
+
+step "membership tunables: --set is checked, kept across restarts, and dropped with =default"
+expect_usage_error "run --set with an unknown name" mcli 2 run --set probe_every_ms=1000
+expect_usage_error "run --set out of range" mcli 2 run --set probe_interval_ms=1
+agent_stop 2
+run_capture mcli 2 run --set probe_timeout_ms=600
+[ "$RC" = 2 ] && [[ "$ERR" == *"must be below probe_interval_ms"* ]] \
+  || fail "run --set probe_timeout_ms=600 (interval 500): exit $RC, stderr: ${ERR:0:300}"
+ok "a timeout not below the interval is refused at start (exit 2: ${ERR##*meshd: })"
+agent_bg 2 run --set probe_interval_ms=1000 --set indirect_probes=3
+wait_agent_ready 2
+jq_check "h2 runs with probe_interval_ms=1000, indirect_probes=3" "$(mjson 2 status)" \
+  '.membership.probe_interval_ms == 1000 and .membership.indirect_probes == 3 and .membership.probe_timeout_ms == 200'
+agent_stop 2
+agent_run 2
+jq_check "a plain restart keeps them" "$(mjson 2 status)" \
+  '.membership.probe_interval_ms == 1000 and .membership.indirect_probes == 3'
+agent_stop 2
+agent_bg 2 run --set probe_interval_ms=default
+wait_agent_ready 2
+jq_check "probe_interval_ms=default drops that one only" "$(mjson 2 status)" \
+  '.membership.probe_interval_ms == 500 and .membership.indirect_probes == 3'
+for i in 1 3; do
+  wait_until 15 "h$i to see h2 alive after the restarts" peer_is "$i" h2 alive \
+    || fail "h$i sees h2 as '$(peer_state "$i" h2)' after the restarts"
+done
+ok "h2 alive on h1 and h3 with its own tunables"

@@ -343,3 +343,85 @@ TEST_CASE("scaling: indirect probes grow with the mesh (2 + ceil(log10(N + 1))),
   many.indirect_probes = 16;  // more than there are: every other live member
   CHECK(helpers_per_probe(many, 341) == 8);
 }
+
+TEST_CASE("scaling: a ping from a member held failed is answered with its state; it refutes on the ack") {
+  SimNet net(351);
+  start_mesh(net, 5);
+  net.step(2'000);
+  const std::size_t x = 4, a = 0;
+  const NodeId xid = net.nodes[x]->id();
+  bool cut = true;
+  std::optional<MemberState> told;  // X's state in A's ack, if any
+  net.drop_if = [&](std::size_t from, std::size_t to, const Bytes& payload) {
+    if (from == a && to == x) {
+      auto m = decode(payload);
+      if (const Ack* k = as<Ack>(m); k != nullptr) {
+        for (const Update& u : k->updates) {
+          if (const auto* su = std::get_if<StateUpdate>(&u); su != nullptr && su->node == xid) told = su->state;
+        }
+        return false;  // acks from A to X get through
+      }
+    }
+    return cut && (from == x || to == x);
+  };
+  REQUIRE(net.run_until([&] { return net.all_see(x, MemberState::failed); }, 60'000));
+  net.step(10'000);  // the gossip of X's failure is long spent
+  const std::uint64_t before = net.nodes[x]->core->counters().refutations;
+  net.inject(x, a, encode_ping(777, {}));
+  net.step(20);
+  REQUIRE(told.has_value());
+  CHECK(*told == MemberState::failed);
+  CHECK(net.nodes[x]->core->counters().refutations == before + 1);
+}
+
+TEST_CASE("scaling: after a cut heals, a node that sees a failed member back catches up by push-pull") {
+  // X (node 4) is cut off until the other four hold it failed and it holds them
+  // failed. After the heal, once X sees a failed member alive again it push-pulls
+  // within the catch-up interval (push-pull interval / 5), not the full interval.
+  for (std::uint64_t seed : {351u, 352u, 353u}) {
+    CAPTURE(seed);
+    SimNet net(seed);
+    start_mesh(net, 5);
+    net.step(2'000);
+    const std::size_t x = 4;
+    bool cut = true;
+    std::optional<std::uint64_t> first_sync_from_x;
+    net.drop_if = [&](std::size_t from, std::size_t to, const Bytes& payload) {
+      if (cut) return from == x || to == x;
+      if (from == x && !first_sync_from_x && as<SyncRequest>(decode(payload)) != nullptr) {
+        first_sync_from_x = net.now;
+      }
+      return false;
+    };
+    auto x_sees_all_failed = [&] {
+      for (std::size_t i = 0; i < x; ++i) {
+        auto m = net.nodes[x]->core->member(net.nodes[i]->id());
+        if (!m || m->state != MemberState::failed) return false;
+      }
+      return true;
+    };
+    REQUIRE(net.run_until([&] { return net.all_see(x, MemberState::failed) && x_sees_all_failed(); },
+                          60'000));
+    cut = false;
+    const std::uint64_t healed = net.now;
+    std::optional<std::uint64_t> revived_at;
+    REQUIRE(net.run_until(
+        [&] {
+          for (std::size_t i = 0; i < x && !revived_at; ++i) {
+            auto m = net.nodes[x]->core->member(net.nodes[i]->id());
+            if (m && m->state == MemberState::alive) revived_at = net.now;
+          }
+          return net.all_alive();
+        },
+        30'000));
+    const std::uint64_t all_alive_ms = net.now - healed;
+    const MeshConfig cfg;
+    REQUIRE(revived_at.has_value());
+    const std::uint64_t by = *revived_at + cfg.anti_entropy_interval_ms / 5 + 20;
+    if (net.now < by) net.step(by - net.now);
+    REQUIRE(first_sync_from_x.has_value());
+    MESSAGE("seed " << seed << ": all alive " << all_alive_ms << " ms after the heal; X saw a member back at +"
+                    << *revived_at - healed << ", X's first push-pull at +" << *first_sync_from_x - healed);
+    CHECK(*first_sync_from_x <= by);
+  }
+}

@@ -254,9 +254,10 @@ class Driver {
     fig_.heal_converge_ms = cluster_.run_until(
         [&] {
           if (trace) {
-            std::fprintf(stderr, "heal +%llu ms: %llu pairs not alive\n",
+            std::fprintf(stderr, "heal +%llu ms: %llu pairs not alive, %llu refutations\n",
                          static_cast<unsigned long long>(cluster_.now_ms() - healed_at),
-                         static_cast<unsigned long long>(cluster_.pairs_not_alive()));
+                         static_cast<unsigned long long>(cluster_.pairs_not_alive()),
+                         static_cast<unsigned long long>(cluster_.counters_total().refutations));
             if (cluster_.pairs_not_alive() <= 4) {
               for (NodeIndex a = 0; a < cluster_.size(); ++a) {
                 for (NodeIndex b = 0; b < cluster_.size(); ++b) {
