@@ -33,6 +33,7 @@ nlohmann::json Daemon::counters_json() const {
   c["mesh_drop_stale"] = m.drop_stale;
   c["mesh_drop_table_full"] = m.drop_table_full;
   c["mesh_probes_sent"] = m.probes_sent;
+  c["mesh_probe_second_waves"] = m.probe_second_waves;
   c["mesh_probe_failures"] = m.probe_failures;
   c["mesh_suspicions"] = m.suspicions;
   c["mesh_drop_unserved"] = m.drop_unserved;

@@ -32,6 +32,10 @@
 
 namespace meshd::mesh {
 
+// Helpers asked at the probe timeout; the rest of indirect_probe_count() only if none
+// of them (nor the direct retry) got an ack through by halfway to the period's end.
+inline constexpr std::size_t kIndirectFirstWave = 3;
+
 struct MapKey {
   std::uint32_t vni = 0;
   MacAddr mac{};
@@ -67,6 +71,12 @@ struct MeshCore::Impl {
     std::uint64_t seq = 0;
     std::uint64_t sent_ms = 0;
     std::uint64_t indirect_ms = 0;      // no ack by then: ask helpers (timeout scaled by LHM)
+    // Still no ack by then: ask the rest of the helpers (halfway from indirect_ms to the
+    // end of the period), without nacks: theirs could not arrive in time.
+    std::uint64_t second_wave_ms = 0;
+    bool second_wave_sent = false;
+    std::array<NodeId, kIndirectFirstWave> first_wave{};
+    std::size_t first_wave_size = 0;
     std::size_t nacks_expected = 0;     // helpers asked for a nack
     std::size_t nacks_received = 0;     // bound: nacks_expected
   };
@@ -180,7 +190,8 @@ struct MeshCore::Impl {
   std::optional<Bytes> target_state(const NodeId& to) const;
   // gossip_bytes_max less what `taken` already uses.
   std::size_t budget_after(const std::vector<Bytes>& taken) const;
-  std::size_t indirect_probe_count() const;  // cfg or 2 + ceil(log10(N + 1))
+  std::size_t indirect_probe_count() const;  // cfg or 3 + 2 * ceil(log10(N + 1))
+  void probe_second_wave(std::uint64_t now);
   void queue_broadcast(const BroadcastQueue::Key& key, const Update& u);
   // Gossips a state fact. A suspect with an accuser is keyed per (node, accuser) so
   // independent confirmations travel side by side; any other state about the node

@@ -250,7 +250,7 @@ std::size_t MeshCore::Impl::transmit_limit() const {
 std::size_t MeshCore::Impl::indirect_probe_count() const {
   if (cfg_.indirect_probes != kIndirectProbesAuto) return cfg_.indirect_probes;
   double n = static_cast<double>(live_count() + 1);
-  return std::min<std::size_t>(2 + static_cast<std::size_t>(std::ceil(std::log10(n + 1))), 16);
+  return std::min<std::size_t>(3 + 2 * static_cast<std::size_t>(std::ceil(std::log10(n + 1))), 16);
 }
 
 void MeshCore::Impl::queue_broadcast(const BroadcastQueue::Key& key, const Update& u) {
@@ -333,6 +333,10 @@ void MeshCore::Impl::handle_timeout(std::uint64_t now) {
   if (probe_.active && !probe_.acked && !probe_.indirect_sent && now >= probe_.indirect_ms) {
     probe_indirect(now);
   }
+  if (probe_.active && !probe_.acked && probe_.indirect_sent && !probe_.second_wave_sent &&
+      now >= probe_.second_wave_ms) {
+    probe_second_wave(now);
+  }
   if (now >= next_probe_ms_) {
     probe_tick(now);
     // Lifeguard: a node in poor local health probes less often (interval * (LHM+1)).
@@ -363,6 +367,9 @@ std::uint64_t MeshCore::Impl::poll_timeout() const {
   if (joining_) t = std::min(t, next_join_ms_);
   if (probe_.active && !probe_.acked && !probe_.indirect_sent) {
     t = std::min(t, probe_.indirect_ms);
+  }
+  if (probe_.active && !probe_.acked && probe_.indirect_sent && !probe_.second_wave_sent) {
+    t = std::min(t, probe_.second_wave_ms);
   }
   for (const auto& [id, sus] : suspicions_) t = std::min(t, sus.deadline_ms());
   for (const auto& [seq, r] : relays_) {

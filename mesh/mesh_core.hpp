@@ -42,11 +42,13 @@ struct MeshConfig {
   std::uint64_t probe_interval_ms = 500;  // one probe per interval (times LHM + 1)
   std::uint64_t probe_timeout_ms = 200;   // no ack by then: indirect probes + one direct retry
   // Helpers asked to ping the target when the direct probe got no ack. Bound: <= 16.
-  // kIndirectProbesAuto (the default) = 2 + ceil(log10(N + 1)): 4 at 10 nodes, 5 at 100,
-  // 6 at 1,000, 7 at 10,000. A false suspicion costs every node its dissemination, which
-  // grows with N; an indirect probe costs four small datagrams, and only after a failed
-  // direct probe. At 10 % loss each helper path fails with p = 0.34, so every helper
-  // cuts false suspicions ~3x (bench/README.md). memberlist uses a fixed 3.
+  // The first 3 are asked at probe_timeout_ms (with nacks, as in Lifeguard); the rest
+  // only if there is still no ack halfway to the end of the period.
+  // kIndirectProbesAuto (the default) = 3 + 2 * ceil(log10(N + 1)): 7 at 10 nodes, 9 at
+  // 100, 11 at 1,000, 13 at 10,000. A false suspicion costs every node its gossip, which
+  // grows with N; a helper costs four small datagrams, and the second wave is needed by
+  // ~1 failed probe in 130 at 10 % loss (each helper path fails with p = 0.34, so each
+  // one cuts false suspicions ~3x; bench/README.md). memberlist uses a fixed 3.
   std::size_t indirect_probes = kIndirectProbesAuto;
   // A probe with no ack by probe_timeout is also resent directly (same seq) while the
   // helpers try: one lost ping or ack no longer makes a suspicion.
@@ -154,6 +156,7 @@ struct MeshCounters {
   std::uint64_t drop_stale = 0;         // older version/seq than known
   std::uint64_t drop_table_full = 0;
   std::uint64_t probes_sent = 0, probe_failures = 0, suspicions = 0;
+  std::uint64_t probe_second_waves = 0;  // probes that needed the second wave of helpers
   // Added in issue 2:
   std::uint64_t drop_unserved = 0;       // mapping for a VNI this node does not serve
   std::uint64_t drop_unknown_owner = 0;  // mapping whose owner is not a live member

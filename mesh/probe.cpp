@@ -112,6 +112,9 @@ void MeshCore::Impl::probe_tick(std::uint64_t now) {
   probe_.seq = next_seq_++;
   probe_.sent_ms = now;
   probe_.indirect_ms = now + probe_timeout_ms();
+  const std::uint64_t period_end = now + probe_interval_ms();
+  probe_.second_wave_ms =
+      probe_.indirect_ms + (period_end > probe_.indirect_ms ? (period_end - probe_.indirect_ms) / 2 : 0);
   ++counters_.probes_sent;
   send_ping(*target, probe_.seq, true);
 }
@@ -120,15 +123,41 @@ void MeshCore::Impl::probe_indirect(std::uint64_t now) {
   (void)now;
   probe_.indirect_sent = true;
   const NodeId target = probe_.target;
-  std::vector<Member*> helpers = sample_live(indirect_probe_count(), [&](const Member& m) {
+  const std::size_t first = std::min(indirect_probe_count(), kIndirectFirstWave);
+  std::vector<Member*> helpers = sample_live(first, [&](const Member& m) {
     return m.state == MemberState::alive && m.id() != target;
   });
   Bytes msg = encode_ping_req(PingReq{probe_.seq, probe_.target, true});
-  for (const Member* h : helpers) send(h->id(), msg);
+  for (const Member* h : helpers) {
+    send(h->id(), msg);
+    probe_.first_wave[probe_.first_wave_size++] = h->id();
+  }
   // And once more directly (memberlist's TCP fallback, here one more datagram): on a
   // lossy network most failed probes are one lost ping or ack, not a dead node.
   if (cfg_.direct_retry) send_ping(probe_.target, probe_.seq, true);
   probe_.nacks_expected = helpers.size();
+}
+
+void MeshCore::Impl::probe_second_wave(std::uint64_t now) {
+  // The first wave and the retry failed: either the target is dead, or we were unlucky
+  // (at 10 % loss ~1 failed probe in 130 gets here). More independent paths make a
+  // false suspicion, which every node would have to gossip, that much rarer; this
+  // costs nothing on a healthy network and a few datagrams per dead node.
+  (void)now;
+  probe_.second_wave_sent = true;
+  const std::size_t total = indirect_probe_count();
+  if (total <= probe_.first_wave_size) return;
+  const NodeId target = probe_.target;
+  const auto* asked_begin = probe_.first_wave.data();
+  const auto* asked_end = asked_begin + probe_.first_wave_size;
+  std::vector<Member*> helpers =
+      sample_live(total - probe_.first_wave_size, [&](const Member& m) {
+        return m.state == MemberState::alive && m.id() != target &&
+               std::find(asked_begin, asked_end, m.id()) == asked_end;
+      });
+  ++counters_.probe_second_waves;
+  Bytes msg = encode_ping_req(PingReq{probe_.seq, probe_.target, false});
+  for (const Member* h : helpers) send(h->id(), msg);
 }
 
 void MeshCore::Impl::check_suspicions(std::uint64_t now) {

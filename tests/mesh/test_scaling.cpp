@@ -310,38 +310,78 @@ TEST_CASE("scaling: one lost ping is saved by the direct retry, not turned into 
 
 namespace {
 
+struct Helpers {
+  std::size_t most = 0;       // helpers asked for one probe of node 9
+  std::size_t with_nack = 0;  // of those, asked for a nack (the first wave)
+};
+
 // Node 9 goes silent (everything to it is lost); the most helpers any prober asks, per
 // probe of node 9, in 20 s.
-std::size_t helpers_per_probe(const MeshConfig& cfg, std::uint64_t seed) {
+Helpers helpers_per_probe(const MeshConfig& cfg, std::uint64_t seed) {
   SimNet net(seed, cfg);
   start_mesh(net, 10);
   net.step(2'000);
-  std::map<std::pair<std::size_t, std::uint64_t>, std::set<std::size_t>> helpers;  // (prober, seq)
+  struct Asked {
+    std::set<std::size_t> all, nack;
+  };
+  std::map<std::pair<std::size_t, std::uint64_t>, Asked> helpers;  // (prober, seq)
   net.drop_if = [&](std::size_t from, std::size_t to, const Bytes& payload) {
     auto m = decode(payload);
     if (const PingReq* r = as<PingReq>(m);
         r != nullptr && r->target == net.nodes[9]->id()) {
-      helpers[{from, r->seq}].insert(to);
+      helpers[{from, r->seq}].all.insert(to);
+      if (r->want_nack) helpers[{from, r->seq}].nack.insert(to);
     }
     return to == 9;
   };
   net.step(20'000);
-  std::size_t most = 0;
-  for (const auto& [probe, h] : helpers) most = std::max(most, h.size());
-  return most;
+  Helpers out;
+  for (const auto& [probe, h] : helpers) {
+    if (h.all.size() > out.most) out = Helpers{h.all.size(), h.nack.size()};
+  }
+  return out;
 }
 
 }  // namespace
 
-TEST_CASE("scaling: indirect probes grow with the mesh (2 + ceil(log10(N + 1))), or as configured") {
-  // 10 nodes: 2 + ceil(log10(11)) = 4 helpers, of the 8 that are neither prober nor target.
-  CHECK(helpers_per_probe(MeshConfig{}, 341) == 4);
+TEST_CASE("scaling: indirect probes grow with the mesh (3 + 2 ceil(log10(N + 1))), in two waves") {
+  // 10 nodes: 3 + 2 * ceil(log10(11)) = 7 helpers of the 8 that are neither prober nor
+  // target: 3 at the probe timeout (with nacks), 4 more once those failed too.
+  Helpers h = helpers_per_probe(MeshConfig{}, 341);
+  CHECK(h.most == 7);
+  CHECK(h.with_nack == 3);
   MeshConfig three;
-  three.indirect_probes = 3;
-  CHECK(helpers_per_probe(three, 341) == 3);
+  three.indirect_probes = 3;  // memberlist: one wave
+  h = helpers_per_probe(three, 341);
+  CHECK(h.most == 3);
+  CHECK(h.with_nack == 3);
   MeshConfig many;
   many.indirect_probes = 16;  // more than there are: every other live member
-  CHECK(helpers_per_probe(many, 341) == 8);
+  h = helpers_per_probe(many, 341);
+  CHECK(h.most == 8);
+  CHECK(h.with_nack == 3);
+}
+
+TEST_CASE("scaling: the second wave of helpers is only asked when the first could not reach the target") {
+  // Every ping A sends B directly is lost (and so is the retry), but helpers get
+  // through: the first wave's acks arrive, no second wave, no suspicion.
+  SimNet net(342);
+  start_mesh(net, 10);
+  net.step(2'000);
+  const std::size_t a = 0, b = 1;
+  net.drop_if = [&](std::size_t from, std::size_t to, const Bytes& payload) {
+    return from == a && to == b && as<Ping>(decode(payload)) != nullptr;
+  };
+  const MeshCounters& c = net.nodes[a]->core->counters();
+  const std::uint64_t probes_before = c.probes_sent;
+  net.step(30'000);
+  CHECK(c.probes_sent - probes_before >= 50);
+  CHECK(c.probe_failures == 0);
+  CHECK(c.suspicions == 0);
+  CHECK(c.probe_second_waves == 0);
+  // Now B stops answering anyone: A's probes of B need the second wave.
+  net.drop_if = [&](std::size_t from, std::size_t to, const Bytes&) { return from == b || to == b; };
+  REQUIRE(net.run_until([&] { return c.probe_second_waves > 0; }, 30'000));
 }
 
 TEST_CASE("scaling: a ping from a member held failed is answered with its state; it refutes on the ack") {

@@ -332,6 +332,7 @@ void SimCluster::add_counters(mesh::MeshCounters& into, const mesh::MeshCounters
   into.drop_table_full += c.drop_table_full;
   into.drop_queue_full += c.drop_queue_full;
   into.probes_sent += c.probes_sent;
+  into.probe_second_waves += c.probe_second_waves;
   into.probe_failures += c.probe_failures;
   into.suspicions += c.suspicions;
   into.refutations += c.refutations;
