@@ -321,9 +321,11 @@ struct MeshCore::Impl {
 inline constexpr std::size_t kContactsMax = 64;
 // Queued gossip updates per extra gossip message in one tick (see gossip_tick).
 inline constexpr std::size_t kGossipBacklogPerMessage = 32;
-// After a push-pull that found the member tables different, the next one comes after
-// anti_entropy_interval_ms / this (catching up), not the full interval.
-inline constexpr std::uint64_t kAntiEntropyCatchUpDiv = 5;
+// After a push-pull that found the member tables different (or after seeing a failed
+// member back), the next one comes after anti_entropy_interval_ms / this (catching
+// up: 500 ms by default), not the full interval. Heal time grows with the number of
+// rounds (~log N), so this sets how fast a large partition heals (bench/README.md).
+inline constexpr std::uint64_t kAntiEntropyCatchUpDiv = 10;
 // On hearing a new suspicion, a node probes the suspect next with probability
 // kConfirmProbers / N: about this many members check at once, so a dead node's
 // suspicion is confirmed within a probe period instead of waiting for round robin.

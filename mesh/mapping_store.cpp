@@ -291,8 +291,14 @@ void MeshCore::Impl::anti_entropy(std::uint64_t now) {
   };
   std::vector<NodeId> pool = sample_partners(now, kAntiEntropySample, true);
   if (pool.empty()) return;
-  auto pick = std::find_if(pool.begin(), pool.end(),
-                           [&](const NodeId& id) { return shares(members_.at(id)); });
+  // Every other round (at random) the first drawn, whoever it is: always preferring
+  // the members we believe share a VNI would lock nodes into cliques that never learn
+  // other members' new records (and so never learn that those share a VNI too).
+  auto pick = pool.end();
+  if (rng_.uniform(2) == 0) {
+    pick = std::find_if(pool.begin(), pool.end(),
+                        [&](const NodeId& id) { return shares(members_.at(id)); });
+  }
   // Not a VNI peer? Then the first drawn, which may be a recently failed member.
   const Member& target = members_.at(pick != pool.end() ? *pick : pool.front());
   std::vector<std::uint32_t> common;

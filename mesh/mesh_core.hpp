@@ -92,7 +92,7 @@ struct MeshConfig {
   // sides find each other again. 0 = never.
   std::uint64_t gossip_to_dead_ms = 30'000;
   // Push-pull anti-entropy with one random member; after one that found differences,
-  // the next comes after a fifth of this (catching up).
+  // the next comes after a tenth of this (catching up), until the digests match.
   std::uint64_t anti_entropy_interval_ms = 5000;
 
   // ---- Joining, tables, queues
