@@ -61,7 +61,7 @@ void usage() {
                "    --suspicion-max-mult M --suspicion-floor-ms MS --suspicion-confirmations K\n"
                "    --direct-retry 0|1\n"
                "    --lhm-max L --gossip-interval-ms MS --gossip-fanout F --gossip-burst-max B\n"
-               "    --retransmit-mult M --push-pull-ms MS\n";
+               "    --retransmit-mult M --push-pull-ms MS --broadcast-queue-max N\n";
 }
 
 // User + system CPU seconds of this process: wall time misleads on a shared machine.
@@ -140,6 +140,8 @@ int main(int argc, char** argv) {
       } else {
         ok = parse_num(v, cfg.mesh.indirect_probes) && cfg.mesh.indirect_probes <= 16;
       }
+    } else if (a == "--broadcast-queue-max") {
+      ok = parse_num(v, cfg.mesh.broadcast_queue_max) && cfg.mesh.broadcast_queue_max <= 1'000'000;
     } else if (a == "--suspicion-mult") {
       ok = parse_num(v, cfg.mesh.suspicion_mult);
     } else if (a == "--suspicion-floor-ms") {
@@ -218,6 +220,7 @@ int main(int argc, char** argv) {
                  {"gossip_fanout", cfg.mesh.gossip_fanout},
                  {"gossip_burst_max", cfg.mesh.gossip_burst_max},
                  {"retransmit_mult", cfg.mesh.retransmit_mult},
+                 {"broadcast_queue_max", cfg.mesh.broadcast_queue_max},
                  {"push_pull_interval_ms", cfg.mesh.anti_entropy_interval_ms}};
   j["ok"] = f.ok;
   j["violations"] = f.violations;
