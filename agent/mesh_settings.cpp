@@ -34,7 +34,7 @@ const Setting kSettings[] = {
     {"probe_timeout_ms", &mesh::MeshConfig::probe_timeout_ms, 10, 60'000, false,
      "no ack by then: indirect probes and a direct retry (below probe_interval_ms)"},
     {"indirect_probes", &mesh::MeshConfig::indirect_probes, 0, 16, true,
-     "helpers per failed probe; auto = 2 + ceil(log10(N + 1))"},
+     "helpers per failed probe, 3 at the timeout and the rest later; auto = 3 + 2 x ceil(log10(N + 1))"},
     {"direct_retry", &mesh::MeshConfig::direct_retry, 0, 1, false,
      "resend the ping once at the probe timeout"},
     {"suspicion_mult", &mesh::MeshConfig::suspicion_mult, 0, mesh::kSuspicionMultMax, false,

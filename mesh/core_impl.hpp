@@ -188,8 +188,6 @@ struct MeshCore::Impl {
   void catch_up_soon(std::uint64_t now);
   // Our view of `to` as an update when we hold it suspect or failed (it refutes on it).
   std::optional<Bytes> target_state(const NodeId& to) const;
-  // gossip_bytes_max less what `taken` already uses.
-  std::size_t budget_after(const std::vector<Bytes>& taken) const;
   std::size_t indirect_probe_count() const;  // cfg or 3 + 2 * ceil(log10(N + 1))
   void probe_second_wave(std::uint64_t now);
   void queue_broadcast(const BroadcastQueue::Key& key, const Update& u);
@@ -256,7 +254,8 @@ struct MeshCore::Impl {
   void check_suspicions(std::uint64_t now);
   void probe_failed_member(std::uint64_t now);
   void gossip_tick(std::uint64_t now);
-  std::vector<Bytes> piggyback(std::size_t budget);
+  // Appends queued gossip to `updates` up to gossip_bytes_max in all; how many it added.
+  std::size_t add_piggyback(std::vector<Bytes>& updates);
   void on_ping(std::uint64_t now, const NodeId& from, const Ping& m);
   void on_ack(std::uint64_t now, const NodeId& from, const Ack& m);
   void on_ping_req(std::uint64_t now, const NodeId& from, const PingReq& m);

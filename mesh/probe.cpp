@@ -14,14 +14,13 @@
 
 namespace meshd::mesh {
 
-std::size_t MeshCore::Impl::budget_after(const std::vector<Bytes>& taken) const {
+std::size_t MeshCore::Impl::add_piggyback(std::vector<Bytes>& updates) {
   std::size_t used = 0;
-  for (const Bytes& b : taken) used += b.size();
-  return cfg_.gossip_bytes_max > used ? cfg_.gossip_bytes_max - used : 0;
-}
-
-std::vector<Bytes> MeshCore::Impl::piggyback(std::size_t budget) {
-  return broadcasts_.take(budget, transmit_limit());
+  for (const Bytes& b : updates) used += b.size();
+  if (used >= cfg_.gossip_bytes_max) return 0;
+  std::vector<Bytes> taken = broadcasts_.take(cfg_.gossip_bytes_max - used, transmit_limit());
+  for (Bytes& b : taken) updates.push_back(std::move(b));
+  return taken.size();
 }
 
 std::optional<Bytes> MeshCore::Impl::target_state(const NodeId& to) const {
@@ -39,7 +38,7 @@ void MeshCore::Impl::send_ping(const NodeId& to, std::uint64_t seq, bool with_ta
   if (with_target_state) {
     if (auto b = target_state(to)) updates.push_back(std::move(*b));
   }
-  for (Bytes& b : piggyback(budget_after(updates))) updates.push_back(std::move(b));
+  add_piggyback(updates);
   send(to, encode_ping(seq, updates));
 }
 
@@ -198,9 +197,7 @@ void MeshCore::Impl::gossip_tick(std::uint64_t now) {
     // that it is failed: it refutes at once instead of waiting to be probed.
     std::vector<Bytes> updates;
     if (auto b = target_state(t)) updates.push_back(std::move(*b));
-    const std::size_t told = updates.size();
-    for (Bytes& b : piggyback(budget_after(updates))) updates.push_back(std::move(b));
-    if (updates.size() == told) break;
+    if (add_piggyback(updates) == 0) break;
     send(t, encode_gossip(updates));
   }
 }
@@ -211,7 +208,7 @@ void MeshCore::Impl::on_ping(std::uint64_t now, const NodeId& from, const Ping& 
   // only slow): the ack tells it, so it refutes now, not when someone probes it.
   std::vector<Bytes> updates;
   if (auto b = target_state(from)) updates.push_back(std::move(*b));
-  for (Bytes& b : piggyback(budget_after(updates))) updates.push_back(std::move(b));
+  add_piggyback(updates);
   send(from, encode_ack(m.seq, updates));
 }
 
