@@ -285,8 +285,11 @@ json Daemon::peers_json() const {
 }
 
 json Daemon::endpoints_json() const {
+  // Local attachments, then the remote endpoints this node has resolved (its map-cache:
+  // only what its tenants talk to). "duplicate": another node claims the same MAC.
   const auto& self = id_.chain.node_id();
-  const auto mappings = mesh_->mappings();
+  const auto infos = mesh_->endpoints();
+  const std::uint64_t now = now_ms();
   std::unordered_map<crypto::NodeId, std::string, crypto::NodeIdHash> names;
   for (const auto& m : mesh_->members()) names.emplace(m.id(), m.record.chain.node.name);
   json eps = json::array();
@@ -296,8 +299,12 @@ json Daemon::endpoints_json() const {
   });
   for (const auto& a : sorted) {
     std::uint64_t seq = 0;
-    for (const auto& m : mappings) {
-      if (m.owner == self && m.vni == a.vni && m.mac == a.mac) seq = m.seq;
+    bool duplicate = false;
+    for (const auto& e : infos) {
+      if (e.local && e.mapping.vni == a.vni && e.mapping.mac == a.mac) {
+        seq = e.mapping.seq;
+        duplicate = e.duplicate;
+      }
     }
     json ips = json::array();
     for (const auto& p : a.ips) ips.push_back(p.addr.str());
@@ -308,27 +315,31 @@ json Daemon::endpoints_json() const {
                        {"node", id_.name},
                        {"local", true},
                        {"seq", seq},
+                       {"duplicate", duplicate},
                        {"netns", a.netns ? json(*a.netns) : json(nullptr)},
                        {"ifname", a.ifname}});
   }
-  std::vector<const mesh::EndpointMapping*> remote;
-  for (const auto& m : mappings) {
-    if (!m.removed && m.owner != self) remote.push_back(&m);
+  std::vector<const mesh::EndpointInfo*> remote;
+  for (const auto& e : infos) {
+    if (!e.local) remote.push_back(&e);
   }
   std::sort(remote.begin(), remote.end(), [](const auto* a, const auto* b) {
-    return std::tie(a->vni, a->mac) < std::tie(b->vni, b->mac);
+    return std::tie(a->mapping.vni, a->mapping.mac) < std::tie(b->mapping.vni, b->mapping.mac);
   });
-  for (const auto* m : remote) {
+  for (const auto* e : remote) {
+    const auto& m = e->mapping;
     json ips = json::array();
-    for (const auto& ip : m->ips) ips.push_back(ip.str());
-    const auto n = names.find(m->owner);
-    eps.push_back(json{{"vni", m->vni},
-                       {"mac", mac_str(m->mac)},
+    for (const auto& ip : m.ips) ips.push_back(ip.str());
+    const auto n = names.find(m.owner);
+    eps.push_back(json{{"vni", m.vni},
+                       {"mac", mac_str(m.mac)},
                        {"ips", ips},
-                       {"node_id", crypto::node_id_hex(m->owner)},
-                       {"node", n != names.end() ? n->second : crypto::node_id_short(m->owner)},
+                       {"node_id", crypto::node_id_hex(m.owner)},
+                       {"node", n != names.end() ? n->second : crypto::node_id_short(m.owner)},
                        {"local", false},
-                       {"seq", m->seq}});
+                       {"seq", m.seq},
+                       {"duplicate", false},
+                       {"cache_ttl_s", e->expires_ms > now ? (e->expires_ms - now) / 1000 : 0}});
   }
   return with_ok(json{{"endpoints", eps}});
 }

@@ -291,6 +291,8 @@ void Daemon::arm_timer(uv_timer_t* t, std::uint64_t deadline_ms, std::uint64_t n
                            auto* d = static_cast<Daemon*>(h->data);
                            const auto n = d->now_ms();
                            d->mesh_->handle_timeout(n);
+                           d->pending_.expire(n);  // a safety net: answers release them
+                           d->touch_used(n);
                            d->pump(n);
                          });
   uv_timer_start(t, cb, delay, 0);

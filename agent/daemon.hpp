@@ -30,6 +30,7 @@
 #include "crypto/tunnel.hpp"
 #include "dataplane/forwarder.hpp"
 #include "dataplane/vni_devices.hpp"
+#include "agent/pending_frames.hpp"
 #include "mesh/mesh_core.hpp"
 
 namespace meshd::agent {
@@ -39,6 +40,7 @@ inline constexpr std::uint64_t kLeaveDrain_ms = 1'000;
 inline constexpr std::size_t kTapBurstMax = 64;      // frames per TAP wakeup
 inline constexpr std::size_t kUdpRoundsMax = 8;      // recvmmsg batches per wakeup
 inline constexpr std::size_t kPumpRoundsMax = 32;    // event/transmit drain rounds per input
+inline constexpr std::uint64_t kTouchPeriod_ms = 10'000;
 // A data buffer: transport header headroom, inner header, frame, tag.
 inline constexpr std::size_t kFrameMax = 65535;
 inline constexpr std::size_t kPacketBufLen =
@@ -60,6 +62,10 @@ struct AgentCounters {
   std::uint64_t drop_no_chain = 0;        // data/control from a peer without a verified chain
   std::uint64_t drop_no_session = 0;      // tunnel refused a frame (unknown peer)
   std::uint64_t mesh_tx_no_peer = 0;      // mesh message to a node we cannot reach
+  // Mapping system (issue 4):
+  std::uint64_t map_lookups = 0;          // misses that asked the mapping system
+  std::uint64_t map_lookup_floods = 0;    // sent frames flooded: key unresolvable (negative)
+  std::uint64_t rx_src_unresolved = 0;    // received frames dropped: sender's MAC unresolvable
 };
 
 class Daemon {
@@ -111,6 +117,20 @@ class Daemon {
   void watch_tap(std::uint32_t vni);
   void unwatch_tap(std::uint32_t vni);
   void on_tap_readable(std::uint32_t vni);
+  // The frame at tap_buf_[kFrameOffset], `len` bytes, read from the TAP of `vni`.
+  // may_wait: a miss may wait for the mapping system (false for replays).
+  void forward_tap_frame(std::uint64_t now_ms, std::uint32_t vni, std::size_t len, bool may_wait);
+  void flood_frame(std::uint64_t now_ms, std::uint32_t vni, ByteSpan frame);
+  // A received frame (from `sender`, verified chain) for `vni`; may wait for its
+  // source MAC's mapping (may_wait).
+  void deliver_tunnel_frame(std::uint64_t now_ms, const crypto::NodeId& sender,
+                            const crypto::CertChain& chain, std::uint32_t vni, ByteSpan frame,
+                            bool may_wait);
+  // Frames waiting for keys the mapping system answered (after the FIB is rebuilt).
+  void replay_pending(std::uint64_t now_ms);
+  // Every kTouchPeriod_ms: cached mappings that carried traffic are marked in use, so
+  // the mesh refreshes them before their TTL runs out (mesh::MeshCore::touch).
+  void touch_used(std::uint64_t now_ms);
   // Seals `len` frame bytes at buf[kTransportHeaderLen + kInnerHeaderLen] for `to`.
   void send_frame(std::uint64_t now_ms, const crypto::NodeId& to, std::uint32_t vni,
                   std::span<std::uint8_t> buf, std::size_t len);
@@ -173,6 +193,12 @@ class Daemon {
   std::vector<std::uint8_t> rx_storage_;            // kUdpRxBatch datagrams
   std::array<std::span<std::uint8_t>, kUdpRxBatch> rx_bufs_{};
   std::vector<std::uint8_t> tap_buf_, flood_buf_, reply_buf_, ctl_buf_;
+
+  // Mapping system: frames waiting for an answer, answers to act on after the rebuild.
+  PendingFrames pending_;
+  std::vector<mesh::LookupKey> answered_;   // resolved: replay
+  std::vector<mesh::LookupKey> unanswered_; // negative / timed out: flood or drop
+  std::uint64_t next_touch_ms_ = 0;
 };
 
 }  // namespace meshd::agent

@@ -101,6 +101,12 @@ void Daemon::on_mesh_event(std::uint64_t, mesh::MeshEvent& ev) {
       if (ev.mapping) {
         spdlog::debug("mapping {} vni {} mac {} -> {}", ev.kind == K::mapping_upsert ? "upsert" : "removed",
                       ev.mapping->vni, mac_str(ev.mapping->mac), crypto::node_id_short(ev.mapping->owner));
+        if (ev.kind == K::mapping_upsert) {
+          answered_.push_back(mesh::LookupKey::of_mac(ev.mapping->vni, ev.mapping->mac));
+          for (const auto& ip : ev.mapping->ips) {
+            answered_.push_back(mesh::LookupKey::of_ip(ev.mapping->vni, ip));
+          }
+        }
       }
       fib_dirty_ = true;
       break;
@@ -131,10 +137,22 @@ void Daemon::on_mesh_event(std::uint64_t, mesh::MeshEvent& ev) {
       store_->del_contact(ev.node);
       fib_dirty_ = true;
       break;
+    case K::mapping_unresolved:
+      if (ev.key) {
+        spdlog::debug("no mapping for {} ({})", mesh::lookup_key_str(*ev.key), ev.reason);
+        unanswered_.push_back(*ev.key);
+      }
+      fib_dirty_ = true;
+      break;
     case K::mapping_conflict:
       if (ev.mapping) {
-        spdlog::warn("duplicate claim for MAC {} in VNI {} (losing owner {})", mac_str(ev.mapping->mac),
+        if (ev.reason == "moved") {
+        spdlog::info("MAC {} in VNI {} moved from {}", mac_str(ev.mapping->mac), ev.mapping->vni,
+                     crypto::node_id_short(ev.mapping->owner));
+      } else {
+        spdlog::warn("duplicate claim for MAC {} in VNI {} (other owner {})", mac_str(ev.mapping->mac),
                      ev.mapping->vni, crypto::node_id_short(ev.mapping->owner));
+      }
       }
       fib_dirty_ = true;
       break;
@@ -143,8 +161,13 @@ void Daemon::on_mesh_event(std::uint64_t, mesh::MeshEvent& ev) {
 
 void Daemon::rebuild_fib() {
   fib_dirty_ = false;
+  // The old snapshot's "used" marks would be lost with it.
+  next_touch_ms_ = 0;
+  touch_used(now_ms());
   forwarder_.publish(std::make_shared<const dp::Fib>(
       build_fib(id_.chain.node_id(), mesh_->members(), mesh_->mappings(), attachments_)));
+  // Frames that waited for the answers just applied.
+  replay_pending(now_ms());
 }
 
 std::vector<mesh::Contact> Daemon::restored_contacts() const {

@@ -79,11 +79,15 @@ std::string format_peers(const json& j) {
 }
 
 std::string format_endpoints(const json& j) {
-  std::vector<std::vector<std::string>> rows{{"VNI", "MAC", "IPS", "NODE", "LOCAL", "SEQ", "NETNS", "IFNAME"}};
+  std::vector<std::vector<std::string>> rows{
+      {"VNI", "MAC", "IPS", "NODE", "LOCAL", "SEQ", "STATE", "NETNS", "IFNAME"}};
   for (const auto& e : arr(j, "endpoints")) {
     const bool local = e.value("local", false);
+    const std::string state = e.value("duplicate", false) ? "DUPLICATE"
+                              : local                     ? "attached"
+                                                          : "cached " + s(e, "cache_ttl_s") + "s";
     rows.push_back({s(e, "vni"), s(e, "mac"), joined(e, "ips"), s(e, "node"), local ? "yes" : "no", s(e, "seq"),
-                    local ? s(e, "netns") : "-", local ? s(e, "ifname") : "-"});
+                    state, local ? s(e, "netns") : "-", local ? s(e, "ifname") : "-"});
   }
   return format_table(rows);
 }

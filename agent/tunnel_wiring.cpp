@@ -59,10 +59,39 @@ void Daemon::on_plaintext(std::uint64_t now, const crypto::NodeId& peer, std::sp
     if (fib_dirty_ && !stopping_) rebuild_fib();
     return;
   }
-  const dp::TapDevice* tap = devices_->tap(hdr->vni);
-  const auto d = forwarder_.on_tunnel_frame(peer, *chain, hdr->vni, tap != nullptr, payload);
+  deliver_tunnel_frame(now, peer, *chain, hdr->vni, payload, true);
+}
+
+void Daemon::deliver_tunnel_frame(std::uint64_t now, const crypto::NodeId& sender,
+                                  const crypto::CertChain& chain, std::uint32_t vni, ByteSpan frame,
+                                  bool may_wait) {
+  const dp::TapDevice* tap = devices_->tap(vni);
+  const auto d = forwarder_.on_tunnel_frame(sender, chain, vni, tap != nullptr, frame);
+  if (d.src_unknown && may_wait) {
+    // A sender's endpoint we have not resolved: check its owner first (anti-spoofing),
+    // the frame waits for the answer.
+    const mesh::LookupKey key = mesh::LookupKey::of_mac(vni, d.src_mac);
+    const auto r = mesh_->resolve(now, key);
+    if (r == mesh::MeshCore::Lookup::requested || r == mesh::MeshCore::Lookup::cached) {
+      PendingFrame meta;
+      meta.from_tunnel = true;
+      meta.sender = sender;
+      meta.vni = vni;
+      bool first = false;
+      if (pending_.add(key, meta, frame, now, first)) {
+        if (first) ++counters_.map_lookups;
+        if (r == mesh::MeshCore::Lookup::cached) {
+          answered_.push_back(key);
+          fib_dirty_ = true;
+        }
+        return;
+      }
+    }
+    ++counters_.rx_src_unresolved;
+    return;
+  }
   if (d.kind != dp::TunnelDecision::Kind::deliver || !tap) return;
-  if (tap->write(payload) < 0) {
+  if (tap->write(frame) < 0) {
     ++counters_.tap_write_errors;
   } else {
     ++counters_.tap_tx_frames;

@@ -1,7 +1,9 @@
 // build/mesh-sim: runs one deterministic simulator scenario and prints its figures.
-//   mesh-sim --nodes N --seed S [--loss P] [--scenario join|crash|partition|churn] [--json]
+//   mesh-sim --nodes N --seed S [--loss P] [--scenario join|crash|partition|churn|steady|mapping] [--json]
+//   mesh-sim --nodes 1000 --preformed --no-storage --scenario mapping --endpoints 100000 --vnis 100
 // Exit status 1 if an invariant failed; the seed and a replay command go to stderr.
 // Wall time and memory are measured here (the library itself never reads the clock).
+#include <malloc.h>
 #include <sys/resource.h>
 
 #include <charconv>
@@ -52,7 +54,7 @@ bool parse_num(std::string_view s, T& out) {
 void usage() {
   std::cerr << "usage: mesh-sim --nodes N --seed S [--loss P] [--duplicate P] [--reorder P]\n"
                "                [--delay-min MS] [--delay-max MS] [--scenario "
-               "join|crash|partition|churn|steady]\n"
+               "join|crash|partition|churn|steady|mapping]\n"
                "                [--asymmetric] [--no-storage] [--lose-unsynced] [--preformed]\n"
                "                [--duration-s S] [--partition-s S] [--crashes K] [--false-death-budget K]\n"
                "                [--json]\n"
@@ -61,7 +63,12 @@ void usage() {
                "    --suspicion-max-mult M --suspicion-floor-ms MS --suspicion-confirmations K\n"
                "    --direct-retry 0|1\n"
                "    --lhm-max L --gossip-interval-ms MS --gossip-fanout F --gossip-burst-max B\n"
-               "    --retransmit-mult M --push-pull-ms MS --broadcast-queue-max N\n";
+               "    --retransmit-mult M --push-pull-ms MS --broadcast-queue-max N\n"
+               "    --replicas R --map-ttl-s S --map-request-timeout-ms MS\n"
+               "  mapping scenario: --endpoints E (100000) --vnis V (100) --vnis-per-node K|auto\n"
+               "    --lookups L (per node over the traffic phase, 1000) --traffic-s S (60)\n"
+               "    --zipf S (1.0) --ip-key-share P (0.5) --moves M (10) --kill-rounds K (3)\n"
+               "    --resolve-checks C (200, per kill round)\n";
 }
 
 // User + system CPU seconds of this process: wall time misleads on a shared machine.
@@ -76,6 +83,81 @@ double cpu_seconds() {
 
 nlohmann::json opt(const std::optional<std::uint64_t>& v) {
   return v ? nlohmann::json(*v) : nlohmann::json(nullptr);
+}
+
+nlohmann::json quantiles(const meshd::sim::Quantiles& q) {
+  return {{"p50", opt(q.p50_ms)}, {"p99", opt(q.p99_ms)}, {"max", opt(q.max_ms)}, {"n", q.count}};
+}
+
+// Bytes malloc has handed out and not had back (main arena and mmapped blocks).
+std::uint64_t heap_in_use() {
+  const struct mallinfo2 mi = mallinfo2();
+  return mi.uordblks + mi.hblkhd;
+}
+
+nlohmann::json mapping_json(const meshd::sim::MappingFigures& m) {
+  const double wire = 64.0;  // per packet, as for steady_per_node_s below
+  nlohmann::json by_type;
+  const char* names[] = {"register", "request", "reply", "notify"};
+  for (std::size_t t = 0; t < 4; ++t) {
+    by_type[names[t]] = {{"bytes", m.map_bytes_by_type[t]}, {"packets", m.map_packets_by_type[t]}};
+  }
+  return {
+      {"endpoints", m.endpoints},
+      {"keys", m.keys},
+      {"vnis", m.vnis},
+      {"replicas", m.replicas},
+      {"vnis_per_node", m.vnis_per_node},
+      {"nodes_per_vni", m.nodes_per_vni},
+      {"registered_ms", opt(m.registered_ms)},
+      {"keys_underreplicated", m.keys_underreplicated},
+      {"lookups", {{"total", m.lookups},
+                   {"hits", m.hits},
+                   {"misses", m.misses},
+                   {"resolves", m.resolves},
+                   {"resolved", m.resolved},
+                   {"unresolved", m.unresolved},
+                   {"unanswered", m.unanswered},
+                   {"cache_hit_ratio", m.hit_ratio}}},
+      {"resolve_ms", quantiles(m.resolve_time)},
+      {"resolve_no_answer", m.resolve_no_answer},
+      {"map_traffic_per_node_s", {{"bytes", m.map_bytes_per_node_s},
+                                  {"packets", m.map_packets_per_node_s},
+                                  {"wire_bytes", m.map_bytes_per_node_s + wire * m.map_packets_per_node_s},
+                                  {"by_type", by_type}}},
+      {"all_traffic_per_node_s", {{"bytes", m.all_bytes_per_node_s},
+                                  {"packets", m.all_packets_per_node_s},
+                                  {"wire_bytes", m.all_bytes_per_node_s + wire * m.all_packets_per_node_s}}},
+      {"memory_per_node", {{"held_keys_after_publish", m.held_after_publish_mean},
+                           {"held_keys", m.held_mean},
+                           {"held_keys_max", m.held_max},
+                           {"cached_mappings", m.cached_mean},
+                           {"cached_mappings_max", m.cached_max},
+                           {"own_endpoints", m.own_mean},
+                           {"est_bytes", m.est_bytes_per_node},
+                           {"heap_bytes", m.heap_bytes_per_node ? nlohmann::json(*m.heap_bytes_per_node)
+                                                                : nlohmann::json(nullptr)}}},
+      {"moves", {{"moves", m.moves},
+                 {"correspondents", m.move_correspondents},
+                 {"stale", m.move_stale},
+                 {"old_publisher_resolves", m.move_old_resolves},
+                 {"old_publisher_failures", m.move_old_failures},
+                 {"seen_ms", quantiles(m.move_seen)},
+                 {"all_seen_ms", quantiles(m.move_all_seen)}}},
+      {"owner_kills", {{"rounds", m.kill_rounds},
+                       {"killed", m.killed},
+                       {"keys_affected", m.keys_affected},
+                       {"keys_at_risk", m.keys_at_risk},
+                       {"mappings_lost", m.keys_lost},
+                       {"resolve_checks", m.resolve_checks},
+                       {"resolve_check_failures", m.resolve_check_failures},
+                       {"detect_ms", quantiles(m.detect)},
+                       {"rereplicated_ms", quantiles(m.rereplicate)}}},
+      {"conflicts", {{"moved", m.conflicts_moved}, {"duplicate", m.conflicts_duplicate}}},
+      {"counters", {{"map_timeouts", m.map_timeouts},
+                    {"map_negative", m.map_negative},
+                    {"map_handoffs", m.map_handoffs}}},
+  };
 }
 
 }  // namespace
@@ -173,6 +255,42 @@ int main(int argc, char** argv) {
       std::uint64_t d = 0;
       ok = parse_num(v, d) && d > 0 && d <= 3600;
       cfg.partition_ms = d * 1000;
+    } else if (a == "--replicas") {
+      ok = parse_num(v, cfg.mesh.map_replicas) && cfg.mesh.map_replicas >= 1 &&
+           cfg.mesh.map_replicas <= meshd::mesh::kMapReplicasMax;
+    } else if (a == "--map-ttl-s") {
+      std::uint64_t t = 0;
+      ok = parse_num(v, t) && t > 0 && t <= 24 * 3600;
+      cfg.mesh.map_ttl_ms = t * 1000;
+    } else if (a == "--map-request-timeout-ms") {
+      ok = parse_num(v, cfg.mesh.map_request_timeout_ms) && cfg.mesh.map_request_timeout_ms > 0;
+    } else if (a == "--endpoints") {
+      ok = parse_num(v, cfg.map.endpoints) && cfg.map.endpoints >= 1 && cfg.map.endpoints <= (1u << 22);
+    } else if (a == "--vnis") {
+      ok = parse_num(v, cfg.map.vnis) && cfg.map.vnis >= 1 && cfg.map.vnis <= 4096;
+    } else if (a == "--vnis-per-node") {
+      if (v == "auto") {
+        cfg.map.vnis_per_node = 0;
+      } else {
+        ok = parse_num(v, cfg.map.vnis_per_node) && cfg.map.vnis_per_node >= 1 &&
+             cfg.map.vnis_per_node <= 4096;
+      }
+    } else if (a == "--lookups") {
+      ok = parse_num(v, cfg.map.lookups_per_node) && cfg.map.lookups_per_node <= 10'000'000;
+    } else if (a == "--traffic-s") {
+      std::uint64_t t = 0;
+      ok = parse_num(v, t) && t > 0 && t <= 24 * 3600;
+      cfg.map.traffic_ms = t * 1000;
+    } else if (a == "--zipf") {
+      ok = parse_num(v, cfg.map.zipf_s) && cfg.map.zipf_s >= 0 && cfg.map.zipf_s <= 10;
+    } else if (a == "--ip-key-share") {
+      ok = parse_num(v, cfg.map.ip_key_share) && cfg.map.ip_key_share >= 0 && cfg.map.ip_key_share <= 1;
+    } else if (a == "--moves") {
+      ok = parse_num(v, cfg.map.moves) && cfg.map.moves <= 10'000;
+    } else if (a == "--kill-rounds") {
+      ok = parse_num(v, cfg.map.kill_rounds) && cfg.map.kill_rounds <= 1'000;
+    } else if (a == "--resolve-checks") {
+      ok = parse_num(v, cfg.map.resolve_checks) && cfg.map.resolve_checks <= 1'000'000;
     } else if (a == "--scenario") {
       auto s = meshd::sim::parse_scenario(v);
       ok = s.has_value();
@@ -189,6 +307,7 @@ int main(int argc, char** argv) {
     ++i;
   }
 
+  cfg.heap_bytes = heap_in_use;
   const std::uint64_t rss_before_kb = proc_status_kb("VmRSS");
   const auto t0 = std::chrono::steady_clock::now();
   const Figures f = meshd::sim::run_scenario(cfg);
@@ -253,6 +372,16 @@ int main(int argc, char** argv) {
                             {"packets", f.packets_per_node_s},
                             {"wire_bytes", wire(f.bytes_per_node_s, f.packets_per_node_s)}};
   j["peak_memory_per_node_kb"] = mem_per_node_kb;
+  if (f.mapping) {
+    j["mapping"] = mapping_json(*f.mapping);
+    j["config"]["map_replicas"] = cfg.mesh.map_replicas;
+    j["config"]["map_ttl_ms"] = cfg.mesh.map_ttl_ms;
+    j["config"]["map_request_timeout_ms"] = cfg.mesh.map_request_timeout_ms;
+    j["config"]["lookups_per_node"] = cfg.map.lookups_per_node;
+    j["config"]["traffic_ms"] = cfg.map.traffic_ms;
+    j["config"]["zipf_s"] = cfg.map.zipf_s;
+    j["config"]["ip_key_share"] = cfg.map.ip_key_share;
+  }
   j["sim_ms"] = f.sim_ms;
   j["events"] = f.events;
   j["digest"] = f.digest;

@@ -31,7 +31,26 @@ struct IpKeyHash { std::size_t operator()(const IpKey& k) const noexcept; };
 
 struct RemoteEndpoint {
   NodeId owner{};
+  // Set by the data path when a frame goes to or comes from the endpoint; the agent
+  // reads and clears it now and then to keep the mapping's cache entry fresh (the only
+  // field of a published snapshot that changes; one data-path thread writes it).
+  mutable std::uint8_t used = 0;
 };
+
+// A routed prefix (proxy-ARP/ND gateway): ARP and NS for addresses in `prefix` that are
+// not known endpoints are answered with `next_hop_mac`, an endpoint on `owner` whose
+// kernel forwards. Frames to that MAC then follow ordinary L2 forwarding to `owner`, so
+// the builder must also map next_hop_mac to owner in remote_macs (or local_macs if
+// `owner` is this node).
+struct RouteEntry {
+  IpPrefix prefix;
+  NodeId owner{};
+  MacAddr next_hop_mac{};
+};
+// Routes per VNI: few in practice, and looked up by linear scan. Overflow policy:
+// sort_routes() keeps the kRoutesPerVniMax longest prefixes; route_for() never looks
+// past that many.
+inline constexpr std::size_t kRoutesPerVniMax = 1024;
 
 struct Fib {
   // Remote endpoints: (vni, mac) -> owning node.
@@ -42,7 +61,23 @@ struct Fib {
   std::unordered_map<IpKey, MacAddr, IpKeyHash> ip_to_mac;
   // Head-end replication lists: vni -> nodes serving it (excluding self).
   std::unordered_map<std::uint32_t, std::vector<NodeId>> vni_members;
+  // Routed prefixes: vni -> routes, longest prefix first (see sort_routes()).
+  std::unordered_map<std::uint32_t, std::vector<RouteEntry>> routes;
+
+  // Longest-prefix match of `ip` among the VNI's routes of the same family; nullptr if
+  // none. Relies on the order sort_routes() sets: the first match wins. No allocation.
+  const RouteEntry* route_for(std::uint32_t vni, const IpAddr& ip) const;
 };
+
+// Puts every VNI's routes longest prefix first (ties: by prefix, then owner, so that two
+// owners of one prefix resolve the same way on every node) and keeps at most
+// kRoutesPerVniMax per VNI. Returns how many routes were dropped by that bound. The Fib
+// builder calls it once after filling `routes`, before publishing.
+std::size_t sort_routes(Fib& fib);
+
+// True if `ip` is inside `prefix`: same family and the first prefix.len bits equal (host
+// bits of prefix.addr are ignored). A length beyond the family's width matches nothing.
+bool prefix_contains(const IpPrefix& prefix, const IpAddr& ip);
 
 using FibPtr = std::shared_ptr<const Fib>;
 

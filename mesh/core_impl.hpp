@@ -61,6 +61,43 @@ struct MeshCore::Impl {
   struct MappingEntry {
     EndpointMapping m;
     std::uint64_t updated_ms = 0;
+    // Cached (owner != self): lapses at expires_ms unless refreshed; used since
+    // last_used_ms (touch, resolve).
+    std::uint64_t expires_ms = 0;
+    std::uint64_t last_used_ms = 0;
+    bool refreshing = false;
+    // Own: a newer claim elsewhere superseded ours within kMapFreshMs of publishing ->
+    // a move, we claim above it once (reclaimed); superseded again within that time ->
+    // the other node attached it as recently, its claim stands; later -> a duplicate,
+    // reported until then.
+    std::uint64_t published_ms = 0;
+    bool reclaimed = false;
+    std::uint64_t duplicate_until_ms = 0;
+  };
+  // Owners of a key as last computed (rendezvous order) and the R-th best score: a
+  // member that joins with a higher score for the key is a new owner.
+  struct OwnerSet {
+    std::array<NodeId, kMapReplicasMax> ids{};
+    std::uint8_t n = 0;
+    std::uint64_t min_score = 0;
+    bool contains(const NodeId& id) const {
+      return std::find(ids.begin(), ids.begin() + n, id) != ids.begin() + n;
+    }
+    bool operator==(const OwnerSet& o) const {
+      return n == o.n && std::equal(ids.begin(), ids.begin() + n, o.ids.begin());
+    }
+  };
+  struct Held {  // a key we hold as one of its owners
+    EndpointMapping m;  // the winning claim (a tombstone beats older copies of that claim)
+    std::uint64_t updated_ms = 0;
+    OwnerSet owners;
+    std::uint64_t orphan_since_ms = 0;  // no longer an owner (handed off); 0 = owner
+    std::vector<std::pair<NodeId, std::uint64_t>> subs;  // subscriber, until
+  };
+  struct PendingLookup {
+    std::uint64_t nonce = 0;
+    std::uint64_t deadline_ms = 0;
+    std::uint8_t tries = 0;
   };
   struct Probe {
     bool active = false;
@@ -131,6 +168,24 @@ struct MeshCore::Impl {
   std::map<NodeId, Revocation> revocations_;  // bound: cfg_.revocations_max; never evicted
   std::uint64_t revocations_digest_ = 0;      // XOR of per-node hashes: order-free, O(1) update
   bool self_revoked_ = false;                 // we learned our own revocation: quiet for good
+
+  // ---- mapping system (mapping_system.cpp)
+  std::map<LookupKey, Held> held_;                      // bound: cfg_.map_held_max
+  std::map<LookupKey, std::vector<std::pair<NodeId, std::uint64_t>>> neg_subs_;  // same bound
+  struct OwnReg {
+    OwnerSet owners;  // registered with
+    MacAddr mac{};    // the own mapping's MAC (for IP keys)
+  };
+  std::map<LookupKey, OwnReg> own_regs_;                // own keys
+  std::map<LookupKey, PendingLookup> pending_;          // bound: cfg_.map_pending_max
+  std::map<std::uint64_t, LookupKey> pending_nonces_;
+  std::map<LookupKey, std::uint64_t> negative_;         // key -> until; bound: pending max
+  std::map<std::pair<std::uint32_t, IpAddr>, MacAddr> cache_ips_;  // IPs of mappings_ entries
+  std::vector<NodeId> map_joined_, map_gone_;           // since the last rebalance
+  bool map_rebalance_all_ = false;
+  std::uint64_t next_map_rebalance_ms_ = 0;
+  std::uint64_t next_map_sweep_ms_ = 0;
+  std::uint64_t next_map_refresh_ms_ = 0;
 
   // ---- queues
   BroadcastQueue broadcasts_;
@@ -271,23 +326,51 @@ struct MeshCore::Impl {
   Status withdraw(std::uint64_t now, std::uint32_t vni, const MacAddr& mac);
   void apply_mapping(std::uint64_t now, const EndpointMapping& m);
   void store_mapping(std::uint64_t now, const EndpointMapping& m);
-  void push_to_vni_members(const EndpointMapping& m);
   void remove_owner_mappings(const NodeId& owner);
   // Erases one mapping: emits mapping_removed (unless already a tombstone), unpersists.
   MappingMap::iterator forget_mapping(MappingMap::iterator it);
   void drop_unserved_vni(std::uint32_t vni);
   void start_serving(std::uint64_t now, std::uint32_t vni);
-  std::vector<const EndpointMapping*> own_mappings_for(const NodeRecord& peer) const;
-  void push_locals(const NodeId& to, bool want_locals);
   std::uint64_t members_digest() const;
-  std::uint64_t vni_digest(std::uint32_t vni) const;
-  void send_sync_request(const NodeId& to, bool want_reply, const std::vector<std::uint32_t>& vnis,
-                         bool with_buckets = false);
+  void send_sync_request(const NodeId& to, bool want_reply, bool with_buckets = false);
   std::array<std::uint64_t, kMemberBuckets> member_buckets() const;  // self included
   void anti_entropy(std::uint64_t now);
   void on_sync_request(std::uint64_t now, const NodeId& from, const SyncRequest& m);
   void on_push(std::uint64_t now, const NodeId& from, const Push& m);
   void gc_tombstones(std::uint64_t now);
+
+  // ---- mapping_system.cpp
+  OwnerSet compute_owners(const LookupKey& k) const;
+  static std::vector<LookupKey> keys_of(const EndpointMapping& m);
+  void map_membership_changed(const NodeId& id, bool joined);
+  void map_tick(std::uint64_t now);
+  std::uint64_t map_deadline() const;
+  void map_rebalance(std::uint64_t now);
+  void map_sweep(std::uint64_t now);
+  // Own mapping changed (publish/withdraw) or its owners: register it where needed.
+  // `old`: the previous version, whose IP keys' owners must hear it lost those IPs.
+  void register_own(std::uint64_t now, const EndpointMapping& m, const EndpointMapping* old);
+  void send_registers(std::map<NodeId, std::vector<Bytes>>& batches);
+  MeshCore::Lookup resolve(std::uint64_t now, const LookupKey& k);
+  void send_lookup(std::uint64_t now, const LookupKey& k, PendingLookup& p);
+  std::size_t other_owners(const LookupKey& k) const;  // owners of k but us: lookup tries
+  bool map_checks(const EndpointMapping& m);  // signature, live owner, scope, revocation
+  void hold(std::uint64_t now, const LookupKey& k, const EndpointMapping& m);
+  // The claim that holds a key, to a node whose claim lost it.
+  void tell_claimant(std::uint64_t now, const NodeId& claimant, const EndpointMapping& winner);
+  void notify_subs(std::uint64_t now, Held& h);
+  void on_map_register(std::uint64_t now, const MapRegister& m);
+  void on_map_request(std::uint64_t now, const NodeId& from, const MapRequest& m);
+  void on_map_reply(std::uint64_t now, const NodeId& from, const MapReply& m);
+  void on_map_notify(std::uint64_t now, const NodeId& from, const MapNotify& m);
+  // A mapping from a reply or notify, for our cache (or our own key, superseded).
+  void cache_apply(std::uint64_t now, const EndpointMapping& m, std::uint64_t ttl_ms);
+  void cache_ips_add(const EndpointMapping& m);
+  void cache_ips_remove(const EndpointMapping& m);
+  void drop_held_of(const NodeId& owner);
+  void persist_held(const LookupKey& k, const EndpointMapping& m);
+  void unpersist_held(const LookupKey& k);
+  void restore_held(std::uint64_t now);
 
   // ---- revocation.cpp
   bool is_revoked(const NodeId& id) const { return revocations_.count(id) != 0; }
@@ -333,8 +416,18 @@ inline constexpr std::size_t kConfirmProbers = 3;
 inline constexpr std::size_t kRevivalPingsMax = 8;
 // Most local-health points one failed probe adds for helpers' missing nacks.
 inline constexpr std::size_t kNackEvidenceMax = 3;
-// Alive members drawn per anti-entropy round to find one that shares a VNI with us.
-inline constexpr std::size_t kAntiEntropySample = 16;
+// A superseded own claim younger than this is a move (we claim above it once); older,
+// a duplicate (two nodes claim the MAC at once).
+inline constexpr std::uint64_t kMapFreshMs = 5'000;
+// Rebalance at most this often after membership changes (batches churn).
+inline constexpr std::uint64_t kMapRebalanceMs = 200;
+// Cache sweep (expiry, refresh of entries in use) period.
+inline constexpr std::uint64_t kMapSweepMs = 1'000;
+// Changed members remembered for an incremental rebalance; more: recompute all.
+inline constexpr std::size_t kMapChangesMax = 64;
+// Claim order for one key: the same claim (owner and MAC) by seq; another claim's
+// tombstone never beats a live claim; two live claims by (higher seq, lower owner id).
+bool claim_beats(const EndpointMapping& in, const EndpointMapping& cur);
 
 // Order-free hash of (node, record version, incarnation) for the members digest: a
 // refutation nobody has heard of (or a stale suspicion it answers) shows up in push-pull.

@@ -1,8 +1,8 @@
-// Endpoint mappings: our own (signed here, pushed to members serving the VNI) and
-// learned ones (kept only for VNIs we serve). One entry per (vni, mac): the winner
-// by (higher seq, then lower owner id); tombstones (`removed`) are kept for
-// tombstone_keep_ms so a late copy of the old mapping cannot resurrect it.
-// Anti-entropy compares per-VNI digests and pushes whole VNIs that differ.
+// Endpoint mappings in mappings_: our own (signed here, registered with their keys'
+// owners, mapping_system.cpp) and cached ones (resolved from owners, for VNIs we
+// serve). One entry per (vni, mac), ordered by claim_beats(); own tombstones
+// (`removed`) are kept for tombstone_keep_ms so a late copy cannot resurrect a claim.
+// Members are compared by push-pull here; mappings are not (owners hold them).
 #include <algorithm>
 
 #include "mesh/core_impl.hpp"
@@ -45,6 +45,10 @@ Status MeshCore::Impl::publish(std::uint64_t now, std::uint32_t vni, const MacAd
   }
   const MapKey k{vni, mac};
   auto it = mappings_.find(k);
+  if (it != mappings_.end() && it->second.m.owner != self_.id()) {
+    // A cached claim from elsewhere: ours goes above it (a move here).
+    cache_ips_remove(it->second.m);
+  }
   if (it == mappings_.end() &&
       (mappings_.size() >= cfg_.mappings_max ||
        (own_seqs_.count(k) == 0 && own_seqs_.size() >= cfg_.mappings_max))) {
@@ -67,11 +71,16 @@ Status MeshCore::Impl::publish(std::uint64_t now, std::uint32_t vni, const MacAd
   ++seq;
   own_seqs_[k] = seq;
   persist_seq(k, seq);
+  std::optional<EndpointMapping> old;
+  if (it != mappings_.end() && it->second.m.owner == self_.id()) old = it->second.m;
   EndpointMapping m{vni, mac, std::move(ips), self_.id(), seq, false, {}};
   m.sign(key_);
   store_mapping(now, m);
+  mappings_[k].published_ms = now;
+  mappings_[k].reclaimed = false;
+  mappings_[k].duplicate_until_ms = 0;
   if (!serves(vni)) start_serving(now, vni);
-  push_to_vni_members(m);
+  register_own(now, m, old ? &*old : nullptr);
   return ok_status();
 }
 
@@ -90,8 +99,9 @@ Status MeshCore::Impl::withdraw(std::uint64_t now, std::uint32_t vni, const MacA
   t.seq = seq;
   t.removed = true;
   t.sign(key_);
+  const EndpointMapping old = it->second.m;
   store_mapping(now, t);
-  push_to_vni_members(t);
+  register_own(now, t, &old);
   bool still_serving = false;
   for (auto i = mappings_.lower_bound(MapKey{vni, {}}); i != mappings_.end() && i->first.vni == vni;
        ++i) {
@@ -109,27 +119,19 @@ void MeshCore::Impl::start_serving(std::uint64_t now, std::uint32_t vni) {
   if (self_.vnis.size() >= kVnisServedMax) return;
   self_.vnis.insert(std::upper_bound(self_.vnis.begin(), self_.vnis.end(), vni), vni);
   bump_record(now);
-  std::vector<NodeId> peers;
-  for (const auto& [id, m] : members_) {
-    if (m.state == MemberState::alive && record_serves(*m.rec, vni)) peers.push_back(id);
-  }
-  if (!peers.empty()) send_sync_request(peers[rng_.uniform(peers.size())], true, {vni});
 }
 
 void MeshCore::Impl::store_mapping(std::uint64_t now, const EndpointMapping& m) {
-  mappings_[MapKey{m.vni, m.mac}] = MappingEntry{m, now};
+  // Own mappings only (cached ones go through cache_apply and are not persisted).
+  MappingEntry& e = mappings_[MapKey{m.vni, m.mac}];
+  e.m = m;
+  e.updated_ms = now;
+  e.expires_ms = 0;
   persist_mapping(m);
 }
 
-void MeshCore::Impl::push_to_vni_members(const EndpointMapping& m) {
-  Bytes one = encode_update(m);
-  Bytes msg = encode_gossip(std::span<const Bytes>(&one, 1));
-  for (const auto& [id, mem] : members_) {
-    if (mem.live() && record_serves(*mem.rec, m.vni)) send(id, msg);
-  }
-}
-
 MeshCore::Impl::MappingMap::iterator MeshCore::Impl::forget_mapping(MappingMap::iterator it) {
+  cache_ips_remove(it->second.m);
   if (!it->second.m.removed) {
     EndpointMapping gone = it->second.m;
     gone.removed = true;
@@ -161,86 +163,14 @@ void MeshCore::Impl::drop_unserved_vni(std::uint32_t vni) {
 }
 
 void MeshCore::Impl::apply_mapping(std::uint64_t now, const EndpointMapping& m) {
-  if (!serves(m.vni)) {
+  // A mapping from gossip, a push or a join accept (older senders spread them so): news
+  // only for a claim we cache; mappings are otherwise resolved from their owners.
+  auto it = mappings_.find(MapKey{m.vni, m.mac});
+  if (it == mappings_.end() || !map_checks(m)) {
     ++counters_.drop_unserved;
     return;
   }
-  if (is_revoked(m.owner)) {
-    ++counters_.drop_revoked;
-    return;
-  }
-  const MapKey k{m.vni, m.mac};
-  if (m.owner == self_.id()) {
-    // Our own claim coming back. If it is newer than what we remember, our storage
-    // lost writes: continue above it so our next change still wins.
-    auto s = own_seqs_.find(k);
-    std::uint64_t known = s == own_seqs_.end() ? 0 : s->second;
-    if (m.seq > known && own_seqs_.size() < cfg_.mappings_max && m.verify_signature()) {
-      own_seqs_[k] = m.seq;
-      persist_seq(k, m.seq);
-    }
-    return;
-  }
-  if (!m.verify_signature()) {
-    ++counters_.drop_bad_signature;
-    return;
-  }
-  auto owner = members_.find(m.owner);
-  if (owner == members_.end() || !owner->second.live()) {
-    ++counters_.drop_unknown_owner;
-    return;
-  }
-  if (!owner->second.rec->chain.allows_vni(m.vni)) {
-    ++counters_.drop_scope;
-    return;
-  }
-  auto it = mappings_.find(k);
-  if (it == mappings_.end()) {
-    if (mappings_.size() >= cfg_.mappings_max) {
-      ++counters_.drop_table_full;
-      return;
-    }
-    store_mapping(now, m);
-    if (!m.removed) emit(mapping_event(MeshEvent::Kind::mapping_upsert, m));
-    return;
-  }
-  const EndpointMapping cur = it->second.m;
-  if (cur.owner == m.owner) {
-    if (m.seq < cur.seq) ++counters_.drop_stale;
-    if (m.seq <= cur.seq) return;  // equal: a duplicate of what we have
-  } else {
-    const bool incoming_wins = m.seq > cur.seq || (m.seq == cur.seq && m.owner < cur.owner);
-    const bool both_live = !m.removed && !cur.removed;
-    if (both_live) {
-      emit(mapping_event(MeshEvent::Kind::mapping_conflict, incoming_wins ? cur : m));
-    }
-    if (!incoming_wins) {
-      if (!both_live) ++counters_.drop_stale;
-      return;
-    }
-  }
-  store_mapping(now, m);
-  if (!m.removed) {
-    emit(mapping_event(MeshEvent::Kind::mapping_upsert, m));
-  } else if (!cur.removed) {
-    emit(mapping_event(MeshEvent::Kind::mapping_removed, m));
-  }
-}
-
-std::vector<const EndpointMapping*> MeshCore::Impl::own_mappings_for(const NodeRecord& peer) const {
-  std::vector<const EndpointMapping*> out;
-  for (const auto& [k, e] : mappings_) {
-    if (e.m.owner == self_.id() && record_serves(peer, k.vni)) out.push_back(&e.m);
-  }
-  return out;
-}
-
-void MeshCore::Impl::push_locals(const NodeId& to, bool want_locals) {
-  auto it = members_.find(to);
-  if (it == members_.end()) return;
-  auto maps = own_mappings_for(*it->second.rec);
-  if (maps.empty() && !want_locals) return;
-  send_members_and_mappings(to, false, maps, false, want_locals);
+  cache_apply(now, m, cfg_.map_ttl_ms);
 }
 
 std::uint64_t MeshCore::Impl::members_digest() const {
@@ -249,27 +179,13 @@ std::uint64_t MeshCore::Impl::members_digest() const {
   return members_xor_ ^ member_hash(self_.id(), self_.version, incarnation_);
 }
 
-std::uint64_t MeshCore::Impl::vni_digest(std::uint32_t vni) const {
-  Fnv f;
-  for (auto it = mappings_.lower_bound(MapKey{vni, {}});
-       it != mappings_.end() && it->first.vni == vni; ++it) {
-    if (it->second.m.removed) continue;  // tombstones travel in pushes, not digests
-    f.bytes(it->first.mac);
-    f.bytes(it->second.m.owner);
-    f.u64(it->second.m.seq);
-  }
-  return f.h;
-}
-
 std::array<std::uint64_t, kMemberBuckets> MeshCore::Impl::member_buckets() const {
   std::array<std::uint64_t, kMemberBuckets> b = bucket_xor_;
   b[self_.id()[0]] ^= member_hash(self_.id(), self_.version, incarnation_);
   return b;
 }
 
-void MeshCore::Impl::send_sync_request(const NodeId& to, bool want_reply,
-                                       const std::vector<std::uint32_t>& vnis,
-                                       bool with_buckets) {
+void MeshCore::Impl::send_sync_request(const NodeId& to, bool want_reply, bool with_buckets) {
   SyncRequest r;
   r.want_reply = want_reply;
   r.members_digest = members_digest();
@@ -277,35 +193,16 @@ void MeshCore::Impl::send_sync_request(const NodeId& to, bool want_reply,
     const auto b = member_buckets();
     r.member_buckets.assign(b.begin(), b.end());
   }
-  for (std::uint32_t v : vnis) r.vni_digests.emplace_back(v, vni_digest(v));
   r.revocations_digest = revocations_digest_;
   send(to, encode_sync_request(r));
 }
 
 void MeshCore::Impl::anti_entropy(std::uint64_t now) {
-  // A random alive member, preferring one that serves a VNI we serve (its mappings
-  // are the ones we need). Sampled, not scanned: the cost does not grow with N.
-  auto shares = [&](const Member& m) {
-    return std::any_of(m.rec->vnis.begin(), m.rec->vnis.end(),
-                       [&](std::uint32_t v) { return serves(v); });
-  };
-  std::vector<NodeId> pool = sample_partners(now, kAntiEntropySample, true);
+  // A random alive member (or, in their share, a recently failed one). Sampled, not
+  // scanned: the cost does not grow with N.
+  std::vector<NodeId> pool = sample_partners(now, 1, true);
   if (pool.empty()) return;
-  // Every other round (at random) the first drawn, whoever it is: always preferring
-  // the members we believe share a VNI would lock nodes into cliques that never learn
-  // other members' new records (and so never learn that those share a VNI too).
-  auto pick = pool.end();
-  if (rng_.uniform(2) == 0) {
-    pick = std::find_if(pool.begin(), pool.end(),
-                        [&](const NodeId& id) { return shares(members_.at(id)); });
-  }
-  // Not a VNI peer? Then the first drawn, which may be a recently failed member.
-  const Member& target = members_.at(pick != pool.end() ? *pick : pool.front());
-  std::vector<std::uint32_t> common;
-  for (std::uint32_t v : target.rec->vnis) {
-    if (serves(v)) common.push_back(v);
-  }
-  send_sync_request(target.id(), true, common);
+  send_sync_request(pool.front(), true);
 }
 
 void MeshCore::Impl::catch_up_soon(std::uint64_t now) {
@@ -333,18 +230,9 @@ void MeshCore::Impl::on_sync_request(std::uint64_t now, const NodeId& from, cons
   // A sender without the field predates revocations: nothing to compare.
   const bool revocations_differ =
       m.revocations_digest.has_value() && *m.revocations_digest != revocations_digest_;
-  std::vector<std::uint32_t> differ;
-  std::vector<const EndpointMapping*> maps;
-  for (const auto& [vni, d] : m.vni_digests) {
-    if (!serves(vni) || d == vni_digest(vni)) continue;
-    differ.push_back(vni);
-    for (auto it = mappings_.lower_bound(MapKey{vni, {}});
-         it != mappings_.end() && it->first.vni == vni; ++it) {
-      maps.push_back(&it->second.m);
-    }
-  }
-  if (push_members || !maps.empty() || revocations_differ) {
-    send_members_and_mappings(from, false, maps, push_members, false, revocations_differ,
+  // vni_digests (mappings compared by push-pull before issue 4) are ignored.
+  if (push_members || revocations_differ) {
+    send_members_and_mappings(from, false, {}, push_members, false, revocations_differ,
                               &push_buckets);
   }
   // Push-pull: ask for their side of whatever differed (once; the reply does not ask
@@ -352,12 +240,12 @@ void MeshCore::Impl::on_sync_request(std::uint64_t now, const NodeId& from, cons
   // answered with ours and want_reply, so its sender pushes what differs and asks for
   // our side in turn.
   const bool ask_buckets = members_differ && !bucket_mode;
-  if (ask_buckets || (m.want_reply && (members_differ || !differ.empty() || revocations_differ))) {
-    send_sync_request(from, ask_buckets, differ, members_differ);
+  if (ask_buckets || (m.want_reply && (members_differ || revocations_differ))) {
+    send_sync_request(from, ask_buckets, members_differ);
   }
 }
 
-void MeshCore::Impl::on_push(std::uint64_t now, const NodeId& from, const Push& m) {
+void MeshCore::Impl::on_push(std::uint64_t now, const NodeId& /*from*/, const Push& m) {
   for (const Revocation& r : m.revocations) apply_revocation(now, r);
   if (left_) return;  // we were among them
   // Members we hold failed that the sender holds alive at no newer incarnation: after a
@@ -379,7 +267,6 @@ void MeshCore::Impl::on_push(std::uint64_t now, const NodeId& from, const Push& 
   }
   for (const MemberEntry& e : m.members) apply_member(now, e);
   for (const EndpointMapping& e : m.mappings) apply_mapping(now, e);
-  if (m.want_locals) push_locals(from, false);
 }
 
 void MeshCore::Impl::gc_tombstones(std::uint64_t now) {

@@ -75,21 +75,11 @@ void MeshCore::Impl::apply_member(std::uint64_t now, const MemberEntry& e, bool 
     return;
   }
   Member& m = it->second;
-  std::vector<std::uint32_t> old_vnis = m.rec->vnis;
   set_record(m, std::move(rec));
   persist_member(m);
   queue_broadcast(member_key(id), entry_of(m));
   if (m.live()) {
     emit(MeshEvent{MeshEvent::Kind::member_updated, m.info(), std::nullopt, id, {}});
-    // It started serving a VNI we serve: it will ask for the VNI's mappings itself;
-    // ours it gets now, so it can reach our endpoints at once.
-    bool gained_common = false;
-    for (std::uint32_t v : m.rec->vnis) {
-      if (serves(v) && !std::binary_search(old_vnis.begin(), old_vnis.end(), v)) {
-        gained_common = true;
-      }
-    }
-    if (gained_common) push_locals(id, false);
   }
   apply_state(now, id, e.state, e.incarnation, std::nullopt, e.proof, from_subject);
 }
@@ -227,6 +217,7 @@ void MeshCore::Impl::set_state(std::uint64_t now, Member& m, MemberState st, std
   } else if (st == MemberState::left && prev != MemberState::left) {
     emit(MeshEvent{MeshEvent::Kind::member_left, m.info(), std::nullopt, id, {}});
     remove_owner_mappings(id);
+    drop_held_of(id);
   }
 }
 
@@ -303,6 +294,7 @@ bool MeshCore::Impl::token_admits(const NodeRecord& candidate) {
       continue;
     } else {
       remove_owner_mappings(id);
+      drop_held_of(id);
       if (auto gone = members_.find(id); gone != members_.end()) erase_member(gone);
       unpersist_member(id);
     }
@@ -325,15 +317,10 @@ void MeshCore::Impl::refuse_node(const NodeId& id) {
 }
 
 void MeshCore::Impl::on_member_up(std::uint64_t now, const Member& m) {
+  // Mappings need nothing here: the owner sets it joins are rebalanced (map_rebalance),
+  // and it resolves what it needs itself.
   (void)now;
-  for (std::uint32_t v : m.rec->vnis) {
-    if (serves(v)) {
-      // Exchange own endpoints both ways: it may be new, or back after we dropped
-      // its mappings when it failed.
-      push_locals(m.id(), true);
-      return;
-    }
-  }
+  (void)m;
 }
 
 void MeshCore::Impl::send_join_requests(std::uint64_t now) {
@@ -382,11 +369,7 @@ void MeshCore::Impl::on_join_request(std::uint64_t now, const NodeId& from, cons
   apply_member(now, MemberEntry{req.record, MemberState::alive, req.incarnation, req.proof},
                !req.proof.has_value());
   if (members_.count(from) == 0) return;  // refused by the over-use rule, or table full
-  std::vector<const EndpointMapping*> maps;
-  for (const auto& [k, e] : mappings_) {
-    if (!e.m.removed && record_serves(req.record, k.vni)) maps.push_back(&e.m);
-  }
-  send_members_and_mappings(from, true, maps, true, false, true);
+  send_members_and_mappings(from, true, {}, true, false, true);
 }
 
 void MeshCore::Impl::send_members_and_mappings(const NodeId& to, bool as_join_accept,

@@ -92,6 +92,10 @@ MeshCore::Impl::Impl(MeshConfig cfg, crypto::SigningKey key, crypto::PublicKey r
   next_gossip_ms_ = now_ms + cfg_.gossip_interval_ms;
   next_anti_entropy_ms_ = now_ms + cfg_.anti_entropy_interval_ms;
   next_failed_probe_ms_ = now_ms + cfg_.failed_probe_interval_ms;
+  cfg_.map_replicas = std::clamp<std::size_t>(cfg_.map_replicas, 1, kMapReplicasMax);
+  next_map_sweep_ms_ = now_ms + kMapSweepMs;
+  // The first registration of restored own mappings waits for the membership to settle.
+  next_map_refresh_ms_ = now_ms + 1000;
 }
 
 void MeshCore::Impl::send(const NodeId& to, Bytes payload) {
@@ -175,6 +179,7 @@ void MeshCore::Impl::live_add(Member& m) {
   live_[j]->live_pos = static_cast<std::uint32_t>(j);
   live_.back()->live_pos = static_cast<std::uint32_t>(live_.size() - 1);
   digest_toggle(m.id(), m.rec->version, m.incarnation);
+  map_membership_changed(m.id(), true);
 }
 
 void MeshCore::Impl::digest_toggle(const NodeId& id, std::uint64_t version,
@@ -199,6 +204,7 @@ void MeshCore::Impl::live_remove(Member& m) {
   live_.pop_back();
   m.live_pos = kNotLive;
   digest_toggle(m.id(), m.rec->version, m.incarnation);
+  map_membership_changed(m.id(), false);
 }
 
 void MeshCore::Impl::live_shuffle() {
@@ -319,6 +325,14 @@ void MeshCore::Impl::handle_message(std::uint64_t now, const NodeId& from, ByteS
           on_leave(now, from, m);
         } else if constexpr (std::is_same_v<T, Nack>) {
           on_nack(now, from, m);
+        } else if constexpr (std::is_same_v<T, MapRegister>) {
+          on_map_register(now, m);
+        } else if constexpr (std::is_same_v<T, MapRequest>) {
+          on_map_request(now, from, m);
+        } else if constexpr (std::is_same_v<T, MapReply>) {
+          on_map_reply(now, from, m);
+        } else if constexpr (std::is_same_v<T, MapNotify>) {
+          on_map_notify(now, from, m);
         }
       },
       msg);
@@ -358,6 +372,7 @@ void MeshCore::Impl::handle_timeout(std::uint64_t now) {
     gc_tombstones(now);
     next_anti_entropy_ms_ = now + cfg_.anti_entropy_interval_ms;
   }
+  map_tick(now);
 }
 
 std::uint64_t MeshCore::Impl::poll_timeout() const {
@@ -365,6 +380,7 @@ std::uint64_t MeshCore::Impl::poll_timeout() const {
   std::uint64_t t = std::min({next_probe_ms_, next_gossip_ms_, next_anti_entropy_ms_,
                               next_failed_probe_ms_});
   if (joining_) t = std::min(t, next_join_ms_);
+  t = std::min(t, map_deadline());
   if (probe_.active && !probe_.acked && !probe_.indirect_sent) {
     t = std::min(t, probe_.indirect_ms);
   }

@@ -125,6 +125,38 @@ EndpointMapping get_mapping(ArrayReader& r) {
   return m;
 }
 
+void put_key(Writer& w, const LookupKey& k) {
+  w.array(3);
+  w.u64(k.vni);
+  if (k.is_ip()) {
+    w.u64(1);
+    put_ip(w, k.ip);
+  } else {
+    w.u64(0);
+    w.bin(k.mac);
+  }
+}
+
+LookupKey get_key(ArrayReader& r) {
+  LookupKey k;
+  ArrayReader a = r.array(3);
+  k.vni = static_cast<std::uint32_t>(a.u64_max(crypto::kVniMax));
+  if (k.vni == 0) a.fail();
+  if (a.u64_max(1) == 1) {
+    k.ip = get_ip(a);
+  } else {
+    k.mac = a.fixed<6>();
+  }
+  return k;
+}
+
+std::vector<EndpointMapping> get_mappings(ArrayReader& r, const codec::Limits& limits) {
+  std::vector<EndpointMapping> out;
+  ArrayReader map = r.array(limits.array_len_max);
+  while (map.ok() && map.remaining() > 0) out.push_back(get_mapping(map));
+  return out;
+}
+
 void put_revocation(Writer& w, const Revocation& rv) {
   w.array(5);
   w.bin(rv.node);
@@ -384,6 +416,35 @@ Bytes encode_push(std::span<const Bytes> members, std::span<const Bytes> mapping
   return w.take();
 }
 
+Bytes encode_map_register(std::span<const Bytes> mappings) {
+  Writer w = header(MsgType::map_register, 1);
+  put_raw_list(w, mappings);
+  return w.take();
+}
+
+Bytes encode_map_request(const MapRequest& m) {
+  Writer w = header(MsgType::map_request, 2);
+  w.u64(m.nonce);
+  put_key(w, m.key);
+  return w.take();
+}
+
+Bytes encode_map_reply(std::uint64_t nonce, const LookupKey& key, std::span<const Bytes> mappings,
+                       std::uint64_t ttl_ms) {
+  Writer w = header(MsgType::map_reply, 4);
+  w.u64(nonce);
+  put_key(w, key);
+  put_raw_list(w, mappings);
+  w.u64(ttl_ms);
+  return w.take();
+}
+
+Bytes encode_map_notify(std::span<const Bytes> mappings) {
+  Writer w = header(MsgType::map_notify, 1);
+  put_raw_list(w, mappings);
+  return w.take();
+}
+
 Result<Message> decode_message(ByteSpan b, const codec::Limits& limits) {
   auto doc = codec::Document::decode(b, limits);
   if (!doc.ok()) return doc.error();
@@ -474,6 +535,24 @@ Result<Message> decode_message(ByteSpan b, const codec::Limits& limits) {
       break;
     }
     case MsgType::nack: msg = Nack{r.u64()}; break;
+    case MsgType::map_register: msg = MapRegister{get_mappings(r, limits)}; break;
+    case MsgType::map_request: {
+      MapRequest m;
+      m.nonce = r.u64();
+      m.key = get_key(r);
+      msg = m;
+      break;
+    }
+    case MsgType::map_reply: {
+      MapReply m;
+      m.nonce = r.u64();
+      m.key = get_key(r);
+      m.mappings = get_mappings(r, limits);
+      m.ttl_ms = r.u64();
+      msg = std::move(m);
+      break;
+    }
+    case MsgType::map_notify: msg = MapNotify{get_mappings(r, limits)}; break;
     default: return make_error("codec.malformed", "unknown message type");
   }
   if (!doc->ok()) return make_error("codec.malformed", "message does not match its schema");

@@ -44,6 +44,11 @@ enum class MsgType : std::uint8_t {
   push = 9,          // [1, 9, [member..], [mapping..], want_locals, [revocation..]]
   leave = 10,        // [1, 10, incarnation]
   nack = 11,         // [1, 11, seq]  issue 3: a ping_req helper got no ack from the target
+  // Issue 4, the mapping system (mesh/mapping_system.cpp):
+  map_register = 12,  // [1, 12, [mapping..]]  to a key's owners (registrant, or hand-off)
+  map_request = 13,   // [1, 13, nonce, key]  key = [vni, 0, mac] | [vni, 1, ip]
+  map_reply = 14,     // [1, 14, nonce, key, [mapping..], ttl_ms]  no mapping = negative
+  map_notify = 15,    // [1, 15, [mapping..]]  owner -> subscribers (and a superseded claimant)
 };
 
 // Incarnations above 0 are proven by the node itself: `proof` is its signature over
@@ -88,6 +93,15 @@ struct Ack { std::uint64_t seq = 0; std::vector<Update> updates; };
 struct PingReq { std::uint64_t seq = 0; NodeId target{}; bool want_nack = false; };
 // `seq` is the requester's ping_req seq.
 struct Nack { std::uint64_t seq = 0; };
+struct MapRegister { std::vector<EndpointMapping> mappings; };
+struct MapRequest { std::uint64_t nonce = 0; LookupKey key; };
+struct MapReply {
+  std::uint64_t nonce = 0;
+  LookupKey key;
+  std::vector<EndpointMapping> mappings;  // empty: negative (no live claim)
+  std::uint64_t ttl_ms = 0;
+};
+struct MapNotify { std::vector<EndpointMapping> mappings; };
 struct Gossip { std::vector<Update> updates; };
 inline constexpr std::size_t kMemberBuckets = 256;
 
@@ -112,7 +126,8 @@ struct Leave {
 };
 
 using Message = std::variant<JoinRequest, JoinAccept, JoinRefuse, Ping, Ack, PingReq, Gossip,
-                             SyncRequest, Push, Leave, Nack>;
+                             SyncRequest, Push, Leave, Nack, MapRegister, MapRequest, MapReply,
+                             MapNotify>;
 
 // Pieces, pre-encoded so the broadcast queue can budget bytes per message.
 Bytes encode_member(const MemberEntry& m);
@@ -139,6 +154,13 @@ Bytes encode_join_accept(std::span<const Bytes> members, std::span<const Bytes> 
                          std::span<const Bytes> revocations = {});
 Bytes encode_push(std::span<const Bytes> members, std::span<const Bytes> mappings,
                   bool want_locals, std::span<const Bytes> revocations = {});
+
+// `mappings` are encode_mapping() outputs.
+Bytes encode_map_register(std::span<const Bytes> mappings);
+Bytes encode_map_request(const MapRequest& m);
+Bytes encode_map_reply(std::uint64_t nonce, const LookupKey& key, std::span<const Bytes> mappings,
+                       std::uint64_t ttl_ms);
+Bytes encode_map_notify(std::span<const Bytes> mappings);
 
 // Errors: "codec.too_big", "codec.malformed" (also: unknown version or type, a field
 // out of range, unsorted VNI list, too many locators/IPs).

@@ -3,6 +3,8 @@
 //   "mappings" "<vni>/<mac hex>" -> encoded signed mapping (own and learned, tombstones too)
 //   "meta"     "incarnation", "record_version", "seq/<vni>/<mac hex>" -> u64 little endian
 //   "revocations" node id hex -> encoded root-signed revocation (never deleted)
+//   "held"     lookup_key_str  -> encoded signed mapping this node holds as a key owner
+//              (issue 4); restored as held, re-checked, handed off if no longer ours
 // Stored values are decoded and verified like network input: a corrupt or stale
 // entry is skipped, never trusted.
 #include <algorithm>
@@ -18,6 +20,7 @@ constexpr std::string_view kMembers = "members";
 constexpr std::string_view kMappings = "mappings";
 constexpr std::string_view kMeta = "meta";
 constexpr std::string_view kRevocations = "revocations";
+constexpr std::string_view kHeld = "held";
 constexpr std::string_view kSeqPrefix = "seq/";
 
 Bytes u64_bytes(std::uint64_t v) {
@@ -141,10 +144,51 @@ void MeshCore::Impl::restore(std::uint64_t now) {
     }
   }
   if (vnis_changed) bump_record(now);
+  // Learned mappings stored before issue 4 are not kept (they are resolved on demand);
+  // own ones are registered with their owners at the first refresh.
   for (const EndpointMapping& m : maps) {
-    if (m.owner == self_.id()) continue;
-    apply_mapping(now, m);  // same checks as network input; emits mapping_upsert
+    if (m.owner != self_.id()) unpersist_mapping(MapKey{m.vni, m.mac});
   }
+  restore_held(now);
+}
+
+void MeshCore::Impl::restore_held(std::uint64_t now) {
+  std::vector<std::pair<std::string, EndpointMapping>> held;
+  storage_->for_each(kHeld, [&](std::string_view key, ByteSpan value) {
+    auto m = decode_mapping(value, limits_);
+    if (m.ok()) held.emplace_back(std::string(key), std::move(m.value()));
+  });
+  for (auto& [skey, m] : held) {
+    // The key is not stored parsed: every key of the mapping whose string matches.
+    bool found = false;
+    for (const LookupKey& k : keys_of(m)) {
+      if (lookup_key_str(k) != skey) continue;
+      found = true;
+      if (held_.size() >= cfg_.map_held_max || !m.verify_signature() || is_revoked(m.owner)) {
+        ++counters_.drop_bad_signature;
+        storage_->del(kHeld, skey);
+        break;
+      }
+      Held& h = held_[k];
+      h.m = m;
+      h.updated_ms = now;
+      h.owners = compute_owners(k);
+      if (!h.owners.contains(self_.id())) h.orphan_since_ms = std::max<std::uint64_t>(now, 1);
+    }
+    if (!found) storage_->del(kHeld, skey);  // an IP key of a removed binding, or corrupt
+  }
+  // Owner sets are recomputed once the membership is back (rebalance all).
+  map_rebalance_all_ = true;
+  if (next_map_rebalance_ms_ == 0) next_map_rebalance_ms_ = 1;
+  counters_.map_held = held_.size();
+}
+
+void MeshCore::Impl::persist_held(const LookupKey& k, const EndpointMapping& m) {
+  if (storage_ != nullptr) storage_->put(kHeld, lookup_key_str(k), encode_mapping(m));
+}
+
+void MeshCore::Impl::unpersist_held(const LookupKey& k) {
+  if (storage_ != nullptr) storage_->del(kHeld, lookup_key_str(k));
 }
 
 void MeshCore::Impl::persist_member(const Member& m) {

@@ -83,6 +83,7 @@ bool MeshCore::Impl::learn_revocation(std::uint64_t now, const Revocation& r, bo
   if (it != members_.end()) info = it->second.info();
   emit(MeshEvent{MeshEvent::Kind::node_revoked, info, std::nullopt, r.node, "revoked"});
   remove_owner_mappings(r.node);  // emits mapping_removed for its live mappings
+  drop_held_of(r.node);
   if (it != members_.end()) {
     erase_member(it);
     unpersist_member(r.node);

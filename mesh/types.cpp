@@ -104,3 +104,11 @@ bool Revocation::verify(const crypto::PublicKey& root_pub) const {
 }
 
 }  // namespace meshd::mesh
+
+namespace meshd::mesh {
+
+std::string lookup_key_str(const LookupKey& k) {
+  return std::to_string(k.vni) + "/" + (k.is_ip() ? k.ip.str() : mac_str(k.mac));
+}
+
+}  // namespace meshd::mesh

@@ -51,6 +51,19 @@ struct EndpointMapping {
   bool verify_signature() const;  // against `owner`
 };
 
+// What the mapping system resolves (issue 4): (VNI, MAC) or (VNI, IP). An IP key's
+// answer is the endpoint mapping that holds the IP. Ordered, so tables replay.
+struct LookupKey {
+  std::uint32_t vni = 0;
+  MacAddr mac{};  // MAC key (ip.family == 0)
+  IpAddr ip;      // IP key
+  bool is_ip() const { return ip.family != 0; }
+  static LookupKey of_mac(std::uint32_t vni, const MacAddr& mac) { return {vni, mac, {}}; }
+  static LookupKey of_ip(std::uint32_t vni, const IpAddr& ip) { return {vni, {}, ip}; }
+  auto operator<=>(const LookupKey&) const = default;
+};
+std::string lookup_key_str(const LookupKey& k);  // "100/02:..:01" or "100/10.0.0.1"
+
 // "This node is no longer trusted", signed by the mesh root key (only the operator
 // holding root.key can make one). Gossiped to every member, kept forever (bounded by
 // MeshConfig::revocations_max) and checked before any record, mapping or join from

@@ -89,7 +89,8 @@ struct SimNode {
 class SimNet {
  public:
   explicit SimNet(std::uint64_t seed, MeshConfig cfg = {})
-      : cfg_(cfg), rng_(seed), key_rng_(seed ^ 0x5eed), root_(crypto::SigningKey::generate(key_rng_)) {}
+      : cfg_(cfg), rng_(seed ^ seed_xor_tmp()), key_rng_(seed ^ seed_xor_tmp() ^ 0x5eed), root_(crypto::SigningKey::generate(key_rng_)) {}
+  static std::uint64_t seed_xor_tmp() { const char* e = std::getenv("SEED_XOR"); return e ? std::strtoull(e, nullptr, 10) : 0; }
 
   double loss = 0.0;           // probability a message is lost
   // Slow node (Lifeguard tests): messages sent by node `slow_node` (and, with
@@ -180,6 +181,10 @@ class SimNet {
     nodes[i]->up = false;
     nodes[i]->core.reset();
   }
+
+  // Sends what a direct call on node i's core queued (publish, withdraw, resolve, ...)
+  // and records its events now, as step() does after each message or timeout.
+  void flush(std::size_t i) { drain(i); }
 
   // Delivers a raw payload to node `to` as if sent by node `from`.
   void inject(std::size_t from, std::size_t to, ByteSpan payload) {

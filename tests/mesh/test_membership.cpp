@@ -71,15 +71,27 @@ TEST_CASE("membership: restart from storage rejoins alive with a higher incarnat
     }
     return false;
   };
-  REQUIRE(has_mapping(1));
+  // Mappings are resolved from their keys' owners when needed (asked again until known).
+  auto resolved = [&](std::size_t at) {
+    if (has_mapping(at)) return true;
+    net.nodes[at]->core->resolve(net.now, LookupKey::of_mac(100, mac));
+    net.flush(at);
+    return false;
+  };
+  REQUIRE(net.run_until([&] { return resolved(1); }, 2'000));
   net.crash(3);
   REQUIRE(net.run_until([&] { return net.all_see(3, MemberState::failed); }, 15'000));
   CHECK_FALSE(has_mapping(1));  // a failed owner's mappings are removed
   net.nodes[3]->events.clear();
   net.start(3, {1});  // same storage: restore + join through a restored member
   CHECK(has_mapping(3));  // its own published mapping came back from storage
-  auto t = net.run_until([&] { return net.all_alive() && has_mapping(0) && has_mapping(1) && has_mapping(2); },
-                         10'000);
+  auto t = net.run_until(
+      [&] {
+        bool all = net.all_alive();
+        for (std::size_t i = 0; i < 3; ++i) all = resolved(i) && all;
+        return all;
+      },
+      10'000);
   REQUIRE(t.has_value());
   MESSAGE("restarted node alive and its mapping re-learned after " << *t << " ms");
   CHECK(net.nodes[1]->core->member(net.nodes[3]->id())->incarnation > inc_before);
@@ -90,14 +102,28 @@ TEST_CASE("membership: leave is seen by all as left") {
   SimNet net(14);
   start_mesh(net, 5);
   REQUIRE(net.run_until([&] { return net.all_alive(); }, 10'000));
-  REQUIRE(net.nodes[2]->core->publish_endpoint(net.now, 100, {2, 0, 0, 0, 0, 2}, {}).ok());
-  net.step(2'000);
+  for (std::size_t i = 0; i < 5; ++i) {
+    REQUIRE(net.nodes[i]->core->publish_endpoint(net.now, 100, {2, 0, 0, 0, 0, static_cast<std::uint8_t>(i)}, {}).ok());
+    net.flush(i);
+  }
+  net.step(500);
+  // The others look node 2's endpoint up, so they hold its mapping until it leaves.
+  auto knows_2 = [&](std::size_t at) {
+    for (const auto& m : net.nodes[at]->core->mappings()) {
+      if (m.owner == net.nodes[2]->id()) return true;
+    }
+    return false;
+  };
+  for (std::size_t i : {0u, 1u, 3u, 4u}) net.nodes[i]->core->resolve(net.now, LookupKey::of_mac(100, {2, 0, 0, 0, 0, 2}));
+  for (std::size_t i : {0u, 1u, 3u, 4u}) net.flush(i);
+  REQUIRE(net.run_until([&] { return knows_2(0) && knows_2(1) && knows_2(3) && knows_2(4); }, 2'000));
   net.nodes[2]->core->leave(net.now);
   CHECK(net.nodes[2]->core->poll_timeout() == MeshCore::kNoDeadline);
   auto t = net.run_until([&] { return net.all_see(2, MemberState::left); }, 5'000);
   REQUIRE(t.has_value());
   for (std::size_t i : {0u, 1u, 3u, 4u}) {
-    CHECK(net.nodes[i]->core->mappings().empty());
+    CHECK_FALSE(knows_2(i));
+    CHECK(net.nodes[i]->core->mappings().size() == 1);  // its own only
     CHECK(net.nodes[i]->count_events(MeshEvent::Kind::member_left) == 1);
   }
   net.step(15'000);  // no one turns it into "failed"

@@ -12,7 +12,8 @@ namespace {
 MacAddr mac_of(std::size_t i) { return {2, 0, 0, 0, 7, static_cast<std::uint8_t>(i)}; }
 
 // n nodes on one token (VNI 100), node 0 the bootstrap; each publishes one endpoint
-// in VNI 100, and the run waits until everyone holds everyone's mapping.
+// in VNI 100 and resolves everyone else's (mappings are registered at their keys'
+// owners, not pushed), and the run waits until everyone holds everyone's mapping.
 test::TestToken start_mesh(SimNet& net, std::size_t n, std::uint64_t settle_ms = 10'000) {
   auto tok = net.make_token({100, 200});
   for (std::size_t i = 0; i < n; ++i) net.add_node(tok);
@@ -23,13 +24,20 @@ test::TestToken start_mesh(SimNet& net, std::size_t n, std::uint64_t settle_ms =
     REQUIRE(net.nodes[i]->core->publish_endpoint(net.now, 100, mac_of(i),
                                                  {IpAddr::v4(0x0a000000 + static_cast<std::uint32_t>(i))})
                 .ok());
+    net.flush(i);
   }
   REQUIRE(net.run_until(
       [&] {
+        bool all = true;
         for (std::size_t i = 0; i < n; ++i) {
-          if (net.nodes[i]->core->mappings().size() != n) return false;
+          if (net.nodes[i]->core->mappings().size() == n) continue;
+          all = false;
+          for (std::size_t j = 0; j < n; ++j) {
+            if (j != i) net.nodes[i]->core->resolve(net.now, LookupKey::of_mac(100, mac_of(j)));
+          }
+          net.flush(i);
         }
-        return true;
+        return all;
       },
       settle_ms));
   return tok;
@@ -265,8 +273,13 @@ TEST_CASE("revocation: a revoked node cannot rejoin, even restarted from storage
   m.sign(net.nodes[victim]->key);
   const auto before = net.nodes[2]->core->counters().drop_revoked;
   net.inject(0, 2, gossip_of(MemberEntry{rec, MemberState::alive, 99}));
+  // Mappings travel as registrations to their keys' owners (a third party relays one
+  // when it hands a key off); one gossiped the old way is ignored all the same.
+  Bytes one = encode_mapping(m);
+  net.inject(0, 2, encode_map_register(std::span<const Bytes>(&one, 1)));
   net.inject(0, 2, gossip_of(m));
   CHECK(net.nodes[2]->core->counters().drop_revoked == before + 2);
+  CHECK_FALSE(net.nodes[2]->core->holds(LookupKey::of_mac(100, mac_of(8))));
   CHECK(all_dropped(net, victim));
 }
 

@@ -256,6 +256,89 @@ TEST_CASE("preformed 10 nodes: three simultaneous crashes are all known by all w
   }
 }
 
+// ---- The mapping system (issue 4). One fixed-seed run of the mapping scenario (50
+// nodes, 2,000 endpoints over 10 VNIs, ~1.5 s of CPU), shared by the cases below: tenant
+// traffic, then moves, then R-1 owners of a key killed at once, twice.
+
+namespace {
+
+const Figures& mapping_run() {
+  static const Figures f = [] {
+    ScenarioConfig c = preformed(Scenario::mapping, 50, 1);
+    c.map.endpoints = 2'000;
+    c.map.vnis = 10;
+    c.map.lookups_per_node = 200;
+    c.map.traffic_ms = 10'000;
+    c.map.moves = 5;
+    c.map.kill_rounds = 2;
+    c.map.resolve_checks = 100;
+    c.measure_limit_ms = 20'000;  // registration and re-replication waits (~4 s needed)
+    return run_scenario(c);
+  }();
+  return f;
+}
+
+}  // namespace
+
+TEST_CASE("mapping: every key is registered at its owners and every lookup resolves") {
+  const Figures& f = mapping_run();
+  INFO(why(f));
+  REQUIRE(f.mapping.has_value());
+  const MappingFigures& m = *f.mapping;
+  CHECK(m.registered_ms.has_value());
+  CHECK(m.keys_underreplicated == 0);
+  REQUIRE(m.lookups > 5'000);
+  CHECK(m.hits > 0);
+  CHECK(m.resolves > 0);
+  CHECK(m.resolved == m.resolves);  // each resolve() got its mapping_upsert...
+  CHECK(m.unresolved == 0);         // ...none a mapping_unresolved...
+  CHECK(m.unanswered == 0);         // ...and none is still waiting
+  REQUIRE(m.resolve_time.p99_ms.has_value());
+  MESSAGE("resolve p50 " << m.resolve_time.p50_ms.value_or(0) << " ms, p99 " << *m.resolve_time.p99_ms
+          << " ms, hit ratio " << m.hit_ratio);
+  CHECK(*m.resolve_time.p99_ms < 100);  // one round trip (2-20 ms here), no timeouts
+}
+
+TEST_CASE("mapping: R-1 owners of a key killed at once lose no mapping") {
+  const Figures& f = mapping_run();
+  INFO(why(f));
+  REQUIRE(f.mapping.has_value());
+  const MappingFigures& m = *f.mapping;
+  CHECK(m.kill_rounds == 2);
+  CHECK(m.killed == 2 * (m.replicas - 1));
+  CHECK(m.keys_affected > 0);
+  CHECK(m.keys_at_risk == 0);  // a live owner still held every key at the kill
+  CHECK(m.keys_lost == 0);
+  CHECK(m.resolve_checks > 0);
+  CHECK(m.resolve_check_failures == 0);
+  CHECK(m.rereplicate.max_ms.has_value());  // every affected key back at R live owners...
+  if (m.rereplicate.max_ms) {                // ...soon after the victims are known failed
+    MESSAGE("re-replicated after " << m.rereplicate.p50_ms.value_or(0) << " / "
+            << *m.rereplicate.max_ms << " ms (p50 / max of rounds)");
+    CHECK(*m.rereplicate.max_ms < 15'000);
+  }
+  CHECK(f.false_deaths == 0);
+}
+
+TEST_CASE("mapping: a moved endpoint is seen at its new node by every correspondent within 1 s") {
+  const Figures& f = mapping_run();
+  INFO(why(f));
+  REQUIRE(f.mapping.has_value());
+  const MappingFigures& m = *f.mapping;
+  CHECK(m.moves == 5);
+  CHECK(m.move_correspondents > 0);
+  CHECK(m.move_stale == 0);  // every correspondent saw it (within move_limit_ms, 5 s)...
+  CHECK(m.move_all_seen.max_ms.has_value());
+  if (m.move_all_seen.max_ms) {  // ...and within 1 s
+    MESSAGE("move seen by all correspondents after " << m.move_all_seen.p50_ms.value_or(0) << " / "
+            << *m.move_all_seen.max_ms << " ms (p50 / max of moves)");
+    CHECK(*m.move_all_seen.max_ms < 1'000);
+  }
+  // The node it left resolves it too (its other tenants still talk to it).
+  CHECK(m.move_old_resolves > 0);
+  CHECK(m.move_old_failures == 0);
+}
+
 TEST_CASE("network model drops, duplicates and partitions as configured") {
   LinkModel m;
   m.loss = 0.25;

@@ -1,11 +1,13 @@
-#include <cstdio>
-#include <cstdlib>
 #include "sim/lib/scenarios.hpp"
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <limits>
+#include <memory>
 
 #include "sim/lib/invariants.hpp"
+#include "sim/lib/mapping_scenario.hpp"
 #include "sim/lib/sim_cluster.hpp"
 
 namespace meshd::sim {
@@ -16,6 +18,7 @@ std::optional<Scenario> parse_scenario(std::string_view s) {
   if (s == "partition") return Scenario::partition;
   if (s == "churn") return Scenario::churn;
   if (s == "steady") return Scenario::steady;
+  if (s == "mapping") return Scenario::mapping;
   return std::nullopt;
 }
 
@@ -31,6 +34,8 @@ const char* scenario_name(Scenario s) {
       return "churn";
     case Scenario::steady:
       return "steady";
+    case Scenario::mapping:
+      return "mapping";
   }
   return "?";
 }
@@ -70,6 +75,7 @@ class Driver {
       fig_.digest = fnv(fnv(fnv(fnv(fig_.digest, now), obs), subj ? *subj : 0xffffffffu),
                         static_cast<std::uint64_t>(ev.kind));
       checker_.on_event(now, obs, subj, ev);
+      if (mapping_) mapping_->on_event(now, obs, ev);
       if (watch_ && subj && *subj == watch_->subject && ev.kind == watch_->kind &&
           watch_->first_ms[obs] == kNever) {
         watch_->first_ms[obs] = now - watch_->since_ms;
@@ -93,6 +99,9 @@ class Driver {
         break;
       case Scenario::steady:
         steady();
+        break;
+      case Scenario::mapping:
+        mapping();
         break;
     }
     checker_.finish();
@@ -133,6 +142,10 @@ class Driver {
     cc.use_storage = c.use_storage;
     cc.lose_unsynced = c.lose_unsynced;
     if (c.preformed) cc.preformed = c.scenario == Scenario::join ? c.nodes - 1 : c.nodes;
+    if (c.scenario == Scenario::mapping) {
+      cc.all_vnis = true;
+      cc.node_vnis = mapping_node_vnis(c);
+    }
     return cc;
   }
   static std::uint64_t budget(const ScenarioConfig& c) {
@@ -336,6 +349,15 @@ class Driver {
     checker_.expect_converged("after steady run");
   }
 
+  // Endpoints published over the formed mesh, resolved by tenant traffic, moved, and
+  // their owners killed R-1 at a time (mapping_scenario.cpp).
+  void mapping() {
+    if (!form(cfg_.nodes)) return;
+    mapping_ = std::make_unique<MappingRun>(cluster_, checker_, cfg_);
+    fig_.mapping = mapping_->run();
+    checker_.expect_converged("after the mapping scenario");
+  }
+
   ScenarioConfig cfg_;
   SimCluster cluster_;
   InvariantChecker checker_;
@@ -343,6 +365,7 @@ class Driver {
   Figures fig_;
   Mark form_end_;
   std::optional<Watch> watch_;
+  std::unique_ptr<MappingRun> mapping_;
 };
 
 }  // namespace

@@ -55,7 +55,12 @@ SimCluster::SimCluster(ClusterConfig cfg)
   crypto::TokenId tid{};
   key_rng_.fill(tid);
   crypto::Scope scope;
-  scope.vnis = {1};
+  if (cfg_.all_vnis) {
+    scope.all_vnis = true;
+  } else {
+    scope.vnis = {1};
+  }
+  check(cfg_.node_vnis.empty() || cfg_.node_vnis.size() == cfg_.nodes, "node_vnis size != nodes");
   enrollment_ =
       crypto::issue_enrollment(root_, enroll_key_.public_key(), tid, scope, now_s - 60,
                                now_s + 365 * 86400, static_cast<std::uint32_t>(cfg_.nodes + 16));
@@ -73,6 +78,12 @@ SimCluster::SimCluster(ClusterConfig cfg)
     l.ip = IpAddr::v4(0x0a000000u + static_cast<std::uint32_t>(i));  // 10.x.y.z, unique
     l.port = 51820;
     n->record.locators.push_back(l);
+    if (!cfg_.node_vnis.empty()) {
+      n->record.vnis = cfg_.node_vnis[i];
+      std::sort(n->record.vnis.begin(), n->record.vnis.end());
+      n->record.vnis.erase(std::unique(n->record.vnis.begin(), n->record.vnis.end()),
+                           n->record.vnis.end());
+    }
     check(index_.emplace(n->chain.node_id(), static_cast<NodeIndex>(i)).second,
           "duplicate node id");
     nodes_.push_back(std::move(n));
@@ -205,6 +216,11 @@ void SimCluster::drain(NodeIndex i) {
   while (auto tx = n.core->poll_transmit()) {
     auto to = index_of(tx->to);
     if (!to) continue;  // a node outside the simulation (never happens with real ids)
+    // [version, type, ...] as a msgpack fixarray: byte 0 is 0x9N, 1 the version, 2 the type.
+    const Bytes& p = tx->payload;
+    const std::size_t type = p.size() >= 3 && (p[0] & 0xf0) == 0x90 && p[2] < kMsgTypesMax ? p[2] : 0;
+    ++by_type_[type].packets;
+    by_type_[type].bytes += p.size();
     Fate f = net_.send(now_ms_, i, *to, tx->payload.size());
     for (std::size_t c = 0; c < f.copies; ++c) {
       Bytes p = c + 1 == f.copies ? std::move(tx->payload) : tx->payload;
@@ -212,6 +228,12 @@ void SimCluster::drain(NodeIndex i) {
     }
   }
   rearm(i);
+}
+
+void SimCluster::act(NodeIndex i,
+                     const std::function<void(mesh::MeshCore&, std::uint64_t now_ms)>& fn) {
+  fn(core(i), now_ms_);
+  drain(i);
 }
 
 void SimCluster::rearm(NodeIndex i) {
@@ -336,6 +358,17 @@ void SimCluster::add_counters(mesh::MeshCounters& into, const mesh::MeshCounters
   into.probe_failures += c.probe_failures;
   into.suspicions += c.suspicions;
   into.refutations += c.refutations;
+  into.drop_unserved += c.drop_unserved;
+  into.drop_unknown_owner += c.drop_unknown_owner;
+  into.map_requests += c.map_requests;
+  into.map_replies += c.map_replies;
+  into.map_negative += c.map_negative;
+  into.map_timeouts += c.map_timeouts;
+  into.map_requests_served += c.map_requests_served;
+  into.map_registers_sent += c.map_registers_sent;
+  into.map_notifies_sent += c.map_notifies_sent;
+  into.map_handoffs += c.map_handoffs;
+  into.map_duplicates += c.map_duplicates;
 }
 
 mesh::MeshCounters SimCluster::counters_total() const {

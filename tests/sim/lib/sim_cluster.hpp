@@ -3,6 +3,7 @@
 // seed replays exactly: nothing depends on hash order, addresses or the wall clock.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -43,7 +44,21 @@ struct ClusterConfig {
   // the shared member table is read-only (writes to it dropped), so 10,000 nodes do
   // not each store 10,000 records.
   std::size_t preformed = 0;
+  // Endpoint VNIs (mapping scenario). all_vnis: the enrollment allows every VNI (else
+  // only VNI 1). node_vnis[i], if given: the VNIs node i's record says it serves from
+  // the start (its endpoints are published later; a preformed mesh's stored records
+  // carry them, so publishing does not have to gossip 1,000 new records).
+  bool all_vnis = false;
+  std::vector<std::vector<std::uint32_t>> node_vnis;
 };
+
+// Control messages offered to the network by type (the msgpack [version, type] head;
+// mesh/messages.hpp MsgType), before loss.
+struct MessageCount {
+  std::uint64_t packets = 0, bytes = 0;
+};
+inline constexpr std::size_t kMsgTypesMax = 32;  // MsgType values; larger ones count as 0
+using MessageCounts = std::array<MessageCount, kMsgTypesMax>;
 
 // What each observer believes about each subject, kept from the events it emitted.
 enum class Seen : std::uint8_t { unknown, alive, dead };
@@ -78,6 +93,10 @@ class SimCluster {
   const NodeId& id(NodeIndex i) const;
   std::optional<NodeIndex> index_of(const NodeId& id) const;
 
+  // Calls fn on node i's core (which must be up) at the current time, then sends what it
+  // queued and re-arms its timer: how a driver feeds API calls (resolve, publish...).
+  void act(NodeIndex i, const std::function<void(mesh::MeshCore&, std::uint64_t now_ms)>& fn);
+
   // Processes every event up to and including until_ms; the clock ends at until_ms.
   void run_to(std::uint64_t until_ms);
   // Runs until pred() holds (checked every check_ms of simulated time) or limit_ms of
@@ -99,6 +118,7 @@ class SimCluster {
   std::uint64_t events_processed() const { return events_processed_; }
   // Sums of every live core's counters plus those of crashed incarnations.
   mesh::MeshCounters counters_total() const;
+  const MessageCounts& message_counts() const { return by_type_; }
 
  private:
   struct Node;
@@ -148,6 +168,7 @@ class SimCluster {
   std::uint64_t seq_ = 0;
   std::uint64_t events_processed_ = 0;
   mesh::MeshCounters crashed_counters_{};
+  MessageCounts by_type_{};
   Listener listener_;
 };
 
