@@ -15,7 +15,8 @@ bool reachable(mesh::MemberState s) {
 
 dp::Fib build_fib(const crypto::NodeId& self, const std::vector<mesh::MemberInfo>& members,
                   const std::vector<mesh::EndpointMapping>& mappings,
-                  const std::vector<dp::Attachment>& attachments) {
+                  const std::vector<dp::Attachment>& attachments,
+                  const std::vector<mesh::RouteAnnouncement>& self_routes) {
   dp::Fib fib;
   std::unordered_set<crypto::NodeId, crypto::NodeIdHash> live;
   for (const auto& m : members) {
@@ -37,6 +38,22 @@ dp::Fib build_fib(const crypto::NodeId& self, const std::vector<mesh::MemberInfo
     fib.remote_macs[key] = dp::RemoteEndpoint{m.owner};
     for (const auto& ip : m.ips) fib.ip_to_mac.try_emplace(dp::IpKey{m.vni, ip}, m.mac);
   }
+
+  std::unordered_set<std::uint32_t> ours;
+  for (const auto& a : attachments) ours.insert(a.vni);
+  for (const auto& r : self_routes) {
+    if (ours.count(r.vni)) fib.routes[r.vni].push_back(dp::RouteEntry{r.prefix, self, r.next_hop_mac});
+  }
+  for (const auto& m : members) {
+    if (m.id() == self || !live.count(m.id())) continue;
+    for (const auto& r : m.record.routes) {
+      if (!ours.count(r.vni) || !m.record.chain.allows_vni(r.vni)) continue;
+      fib.routes[r.vni].push_back(dp::RouteEntry{r.prefix, m.id(), r.next_hop_mac});
+      const dp::MacKey key{r.vni, r.next_hop_mac};
+      if (!fib.local_macs.count(key)) fib.remote_macs.try_emplace(key, dp::RemoteEndpoint{m.id()});
+    }
+  }
+  dp::sort_routes(fib);
   return fib;
 }
 

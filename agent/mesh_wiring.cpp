@@ -165,7 +165,8 @@ void Daemon::rebuild_fib() {
   next_touch_ms_ = 0;
   touch_used(now_ms());
   forwarder_.publish(std::make_shared<const dp::Fib>(
-      build_fib(id_.chain.node_id(), mesh_->members(), mesh_->mappings(), attachments_)));
+      build_fib(id_.chain.node_id(), mesh_->members(), mesh_->mappings(), attachments_,
+                mesh_->self().routes)));
   // Frames that waited for the answers just applied.
   replay_pending(now_ms());
 }

@@ -247,11 +247,13 @@ std::uint64_t MeshCore::Impl::map_deadline() const {
 }
 
 void MeshCore::Impl::map_tick(std::uint64_t now) {
-  if (next_map_rebalance_ms_ != 0 && now >= next_map_rebalance_ms_) {
+  // 1 = "changes seen, not yet scheduled" (map_membership_changed): checked first, or
+  // it would pass for a deadline already due and every change would rebalance at once.
+  if (next_map_rebalance_ms_ == 1) {
+    next_map_rebalance_ms_ = now + kMapRebalanceMs;
+  } else if (next_map_rebalance_ms_ != 0 && now >= next_map_rebalance_ms_) {
     map_rebalance(now);
     next_map_rebalance_ms_ = 0;
-  } else if (next_map_rebalance_ms_ == 1) {
-    next_map_rebalance_ms_ = now + kMapRebalanceMs;
   }
   for (auto it = pending_.begin(); it != pending_.end();) {
     if (now < it->second.deadline_ms) {

@@ -462,6 +462,31 @@ void MeshCore::set_locators(std::uint64_t now_ms, std::vector<Locator> locators)
   impl_->bump_record(now_ms);
 }
 
+Status MeshCore::set_routes(std::uint64_t now_ms, std::vector<RouteAnnouncement> routes) {
+  Impl& d = *impl_;
+  if (d.left_) return make_error("mesh.left", "this node has left the mesh");
+  for (const RouteAnnouncement& r : routes) {
+    const bool v4 = r.prefix.addr.is_v4(), v6 = r.prefix.addr.is_v6();
+    if (r.vni == 0 || r.vni > crypto::kVniMax || (!v4 && !v6) || r.prefix.len > (v4 ? 32 : 128)) {
+      return make_error("mesh.invalid", "route with VNI 0 or a bad prefix");
+    }
+    if (!d.self_.chain.allows_vni(r.vni)) {
+      return make_error("mesh.scope", "this node's certificate does not allow VNI " +
+                                          std::to_string(r.vni));
+    }
+  }
+  std::sort(routes.begin(), routes.end());
+  routes.erase(std::unique(routes.begin(), routes.end()), routes.end());
+  if (routes.size() > kRoutesPerNodeMax) {
+    return make_error("mesh.full", "at most " + std::to_string(kRoutesPerNodeMax) +
+                                       " routes per node");
+  }
+  if (routes == d.self_.routes) return ok_status();
+  d.self_.routes = std::move(routes);
+  d.bump_record(now_ms);
+  return ok_status();
+}
+
 std::optional<MeshTransmit> MeshCore::poll_transmit() {
   if (impl_->tx_.empty()) return std::nullopt;
   MeshTransmit t = std::move(impl_->tx_.front());

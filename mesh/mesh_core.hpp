@@ -254,6 +254,10 @@ class MeshCore {
                           std::vector<IpAddr> ips);
   Status withdraw_endpoint(std::uint64_t now_ms, std::uint32_t vni, const MacAddr& mac);
   void set_locators(std::uint64_t now_ms, std::vector<Locator> locators);
+  // The routes this node announces (replaces the list; sorted and de-duplicated here).
+  // Errors: "mesh.scope" (a VNI our cert does not allow), "mesh.full" (over
+  // kRoutesPerNodeMax), "mesh.invalid" (VNI 0, prefix length over the family's).
+  Status set_routes(std::uint64_t now_ms, std::vector<RouteAnnouncement> routes);
 
   // Mapping system. resolve(): ask the key's owners unless the answer is cached (or a
   // request is in flight). The answer arrives as mapping_upsert (the endpoint's

@@ -27,7 +27,7 @@ IpAddr get_ip(ArrayReader& r) {
 }
 
 void put_record(Writer& w, const NodeRecord& rec) {
-  w.array(5);
+  w.array(rec.routes.empty() ? 5 : 6);
   w.bin(rec.chain.encode());
   w.array(rec.locators.size());
   for (const Locator& l : rec.locators) {
@@ -40,6 +40,16 @@ void put_record(Writer& w, const NodeRecord& rec) {
   for (std::uint32_t v : rec.vnis) w.u64(v);
   w.u64(rec.version);
   w.bin(rec.sig);
+  if (!rec.routes.empty()) {  // issue 4: a sixth field, absent without routes
+    w.array(rec.routes.size());
+    for (const RouteAnnouncement& r : rec.routes) {
+      w.array(4);
+      w.u64(r.vni);
+      put_ip(w, r.prefix.addr);
+      w.u64(r.prefix.len);
+      w.bin(r.next_hop_mac);
+    }
+  }
 }
 
 NodeRecord get_record(ArrayReader& r) {
@@ -73,6 +83,23 @@ NodeRecord get_record(ArrayReader& r) {
   }
   rec.version = a.u64();
   rec.sig = a.fixed<64>();
+  if (a.remaining() > 0) {
+    ArrayReader routes = a.array(kRoutesPerNodeMax);
+    while (routes.ok() && routes.remaining() > 0) {
+      ArrayReader e = routes.array(4);
+      RouteAnnouncement r;
+      r.vni = static_cast<std::uint32_t>(e.u64_max(crypto::kVniMax));
+      r.prefix.addr = get_ip(e);
+      r.prefix.len = static_cast<std::uint8_t>(e.u64_max(128));
+      r.next_hop_mac = e.fixed<6>();
+      // One form for the signed bytes: sorted, unique, lengths that fit the family.
+      if (r.vni == 0 || r.prefix.len > (r.prefix.addr.is_v4() ? 32 : 128) ||
+          (!rec.routes.empty() && !(rec.routes.back() < r))) {
+        e.fail();
+      }
+      rec.routes.push_back(r);
+    }
+  }
   return rec;
 }
 

@@ -50,13 +50,27 @@ Bytes NodeRecord::signed_bytes() const {
   w.u32(static_cast<std::uint32_t>(vnis.size()));
   for (std::uint32_t v : vnis) w.u32(v);
   w.u64(version);
+  // Appended only when there are routes: records without any sign the same bytes as
+  // before routes existed (stored records keep verifying).
+  if (!routes.empty()) {
+    w.u8(static_cast<std::uint8_t>(routes.size()));
+    for (const RouteAnnouncement& r : routes) {
+      w.u32(r.vni);
+      put_ip(w, r.prefix.addr);
+      w.u8(r.prefix.len);
+      w.raw(r.next_hop_mac);
+    }
+  }
   return w.take();
 }
 
 void NodeRecord::sign(const crypto::SigningKey& node_key) { sig = node_key.sign(signed_bytes()); }
 
 bool NodeRecord::verify_signature() const {
-  if (locators.size() > kLocatorsMax || vnis.size() > kVnisServedMax) return false;
+  if (locators.size() > kLocatorsMax || vnis.size() > kVnisServedMax ||
+      routes.size() > kRoutesPerNodeMax) {
+    return false;
+  }
   return crypto::verify(id(), signed_bytes(), sig);
 }
 

@@ -20,11 +20,27 @@ inline constexpr std::size_t kVnisServedMax = 4096;
 inline constexpr std::size_t kEndpointIpsMax = 16;
 inline constexpr std::size_t kRevocationReasonMax = 128;  // bytes
 
+inline constexpr std::size_t kRoutesPerNodeMax = 64;
+
+// A route this node announces (issue 4): packets of VNI `vni` for `prefix` go to this
+// node's endpoint `next_hop_mac` (a gateway whose kernel forwards them on). Routes ride
+// in the node record: every member of the VNI needs the VNI's whole table for a
+// longest-prefix match (a DHT lookup cannot do one), routes are few, and the record is
+// already signed, versioned (the record version is the routes' sequence number),
+// gossiped, compared by push-pull and persisted. Like EVPN type-5 routes to a VRF.
+struct RouteAnnouncement {
+  std::uint32_t vni = 0;
+  IpPrefix prefix;
+  MacAddr next_hop_mac{};
+  auto operator<=>(const RouteAnnouncement&) const = default;
+};
+
 // A node's own description, signed by its node key. Newer `version` wins.
 struct NodeRecord {
   crypto::CertChain chain;
   std::vector<Locator> locators;
   std::vector<std::uint32_t> vnis;  // VNIs with endpoints on this node (sorted)
+  std::vector<RouteAnnouncement> routes;  // sorted, unique; bound: kRoutesPerNodeMax
   std::uint64_t version = 0;        // bumped by the owner on every change
   crypto::Signature sig{};
 

@@ -89,8 +89,7 @@ struct SimNode {
 class SimNet {
  public:
   explicit SimNet(std::uint64_t seed, MeshConfig cfg = {})
-      : cfg_(cfg), rng_(seed ^ seed_xor_tmp()), key_rng_(seed ^ seed_xor_tmp() ^ 0x5eed), root_(crypto::SigningKey::generate(key_rng_)) {}
-  static std::uint64_t seed_xor_tmp() { const char* e = std::getenv("SEED_XOR"); return e ? std::strtoull(e, nullptr, 10) : 0; }
+      : cfg_(cfg), rng_(seed), key_rng_(seed ^ 0x5eed), root_(crypto::SigningKey::generate(key_rng_)) {}
 
   double loss = 0.0;           // probability a message is lost
   // Slow node (Lifeguard tests): messages sent by node `slow_node` (and, with
