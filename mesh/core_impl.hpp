@@ -365,6 +365,9 @@ struct MeshCore::Impl {
   void on_map_notify(std::uint64_t now, const NodeId& from, const MapNotify& m);
   // A mapping from a reply or notify, for our cache (or our own key, superseded).
   void cache_apply(std::uint64_t now, const EndpointMapping& m, std::uint64_t ttl_ms);
+  // A refresh of a cached mapping (not a first lookup) ended without an answer: keep
+  // the entry (timeout) or drop it (negative), and report nothing. False: not a refresh.
+  bool refresh_ended(const LookupKey& k, bool negative);
   void cache_ips_add(const EndpointMapping& m);
   void cache_ips_remove(const EndpointMapping& m);
   void drop_held_of(const NodeId& owner);

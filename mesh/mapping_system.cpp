@@ -266,9 +266,11 @@ void MeshCore::Impl::map_tick(std::uint64_t now) {
       continue;
     }
     ++counters_.map_timeouts;
-    MeshEvent ev{MeshEvent::Kind::mapping_unresolved, std::nullopt, std::nullopt, {}, "timeout"};
-    ev.key = it->first;
-    emit(std::move(ev));
+    if (!refresh_ended(it->first, false)) {
+      MeshEvent ev{MeshEvent::Kind::mapping_unresolved, std::nullopt, std::nullopt, {}, "timeout"};
+      ev.key = it->first;
+      emit(std::move(ev));
+    }
     pending_nonces_.erase(it->second.nonce);
     it = pending_.erase(it);
   }
@@ -348,7 +350,8 @@ void MeshCore::Impl::map_sweep(std::uint64_t now) {
 
 MeshCore::Lookup MeshCore::Impl::resolve(std::uint64_t now, const LookupKey& k) {
   using L = MeshCore::Lookup;
-  if (left_ || k.vni == 0) return L::negative;
+  // A VNI we do not serve: its answer would be dropped (cache_apply, drop_unserved).
+  if (left_ || k.vni == 0 || !serves(k.vni)) return L::negative;
   if (pending_.count(k) != 0) return L::requested;
   if (!k.is_ip()) {
     auto it = mappings_.find(MapKey{k.vni, k.mac});
@@ -595,9 +598,21 @@ void MeshCore::Impl::on_map_reply(std::uint64_t now, const NodeId& from, const M
   if (negative_.size() < cfg_.map_pending_max) {
     negative_[m.key] = now + std::min(m.ttl_ms, cfg_.map_negative_ttl_ms);
   }
+  if (refresh_ended(m.key, true)) return;
   MeshEvent ev{MeshEvent::Kind::mapping_unresolved, std::nullopt, std::nullopt, {}, "negative"};
   ev.key = m.key;
   emit(std::move(ev));
+}
+
+bool MeshCore::Impl::refresh_ended(const LookupKey& k, bool negative) {
+  if (k.is_ip()) return false;
+  auto it = mappings_.find(MapKey{k.vni, k.mac});
+  if (it == mappings_.end() || it->second.m.owner == self_.id() || !it->second.refreshing) {
+    return false;
+  }
+  it->second.refreshing = false;  // no answer: the next sweep tries again before expiry
+  if (negative) forget_mapping(it);  // every owner says it is gone: so is our copy
+  return true;
 }
 
 void MeshCore::Impl::on_map_notify(std::uint64_t now, const NodeId& from, const MapNotify& m) {
