@@ -45,6 +45,7 @@ std::string trim(std::string s) {
 // the messages are ours.
 struct Raw {
   std::string state, name, listen, ttl = "24h", vni, uses = "1", token, token_file, netns, mac, ifname, node;
+  std::string prefix, via;
   std::vector<std::string> ips, sets;
   bool all_vnis = false, json = false;
 };
@@ -104,11 +105,35 @@ ParseOutcome parse_command_line(const std::vector<std::string>& args, const EnvL
   detach->add_option("--netns", r.netns, "tenant network namespace");
   detach->add_option("--ifname", r.ifname, "tenant interface name");
 
+  auto* route = app.add_subcommand("route", "routed prefixes behind a local endpoint (a gateway)");
+  route->require_subcommand(1);
+  constexpr const char* kPrefixHelp =
+      "network, e.g. 192.168.77.0/24 or fd00:77::/64; host bits are cleared (192.168.77.9/24 "
+      "means 192.168.77.0/24); a bare address is a host route";
+  auto* radd = route->add_subcommand(
+      "add", "announce PREFIX in a VNI: tenants' ARP/ND for addresses in it is answered with the "
+             "gateway endpoint's MAC");
+  radd->add_option("prefix", r.prefix, kPrefixHelp)->required();
+  radd->add_option("--state", r.state, kStateHelp)->required();
+  radd->add_option("--vni", r.vni, "VNI 1..16777215")->required();
+  auto* via_opt = radd->add_option("--via", r.via,
+                   "IP address of the local endpoint that forwards (default: the only endpoint "
+                   "attached in the VNI)");
+  radd->footer(
+      "The next hop is an endpoint attached on this node (meshd attach) whose kernel forwards\n"
+      "PREFIX. The prefix must not overlap a subnet of this node's endpoints in the VNI.\n"
+      "Adding a route that exists is a no-op. Routes are kept across restarts; detaching the\n"
+      "next hop endpoint removes them.");
+  auto* rdel = route->add_subcommand("del", "withdraw a route this node announces");
+  rdel->add_option("prefix", r.prefix, kPrefixHelp)->required();
+  rdel->add_option("--state", r.state, kStateHelp)->required();
+  rdel->add_option("--vni", r.vni, "VNI 1..16777215")->required();
+
   std::vector<std::pair<CLI::App*, CommandKind>> views;
   for (auto [name, kind, what] : {std::tuple{"status", CommandKind::status, "this node"},
                                   std::tuple{"peers", CommandKind::peers, "other members and sessions"},
                                   std::tuple{"endpoints", CommandKind::endpoints, "local and remote endpoints"},
-                                  std::tuple{"routes", CommandKind::routes, "routes"}}) {
+                                  std::tuple{"routes", CommandKind::routes, "routed prefixes in this node's VNIs (its own and other members')"}}) {
     auto* s = app.add_subcommand(name, std::string("show ") + what);
     s->add_option("--state", r.state, kStateHelp)->required();
     s->add_flag("--json", r.json, "machine-readable output");
@@ -240,6 +265,26 @@ ParseOutcome parse_command_line(const std::vector<std::string>& args, const EnvL
   } else if (detach->parsed()) {
     cmd.kind = CommandKind::detach;
     err = take_place();
+  } else if (radd->parsed() || rdel->parsed()) {
+    cmd.kind = radd->parsed() ? CommandKind::route_add : CommandKind::route_del;
+    auto v = parse_vni(r.vni);
+    auto p = parse_route_prefix(r.prefix);
+    if (!v) {
+      err = v.error();
+    } else if (!p) {
+      err = p.error();
+    } else {
+      cmd.vni = *v;
+      cmd.prefix = *p;
+    }
+    if (!err && via_opt->count() > 0) {
+      auto via = parse_via(r.via);
+      if (!via) {
+        err = via.error();
+      } else {
+        cmd.via = *via;
+      }
+    }
   } else if (leave->parsed()) {
     cmd.kind = CommandKind::leave;
   } else if (revoke->parsed()) {

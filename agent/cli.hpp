@@ -16,7 +16,10 @@
 
 namespace meshd::agent {
 
-enum class CommandKind { init, token_create, join, run, attach, detach, status, peers, endpoints, routes, leave, revoke };
+enum class CommandKind {
+  init, token_create, join, run, attach, detach, route_add, route_del,
+  status, peers, endpoints, routes, leave, revoke
+};
 
 struct Command {
   CommandKind kind = CommandKind::status;
@@ -32,6 +35,8 @@ struct Command {
   std::vector<IpPrefix> ips;
   std::optional<MacAddr> mac;
   std::optional<std::string> ifname;
+  IpPrefix prefix;                 // route add/del: normalised (host bits cleared)
+  std::optional<IpAddr> via;       // route add: the next hop endpoint's address
   bool json = false;
   std::string node;                // revoke
   std::vector<std::string> mesh_settings;  // join/run: --set NAME=VALUE, in order

@@ -106,6 +106,8 @@ ControlRequest to_request(const Command& c) {
   switch (c.kind) {
     case CommandKind::attach: r.cmd = ControlCmd::attach; break;
     case CommandKind::detach: r.cmd = ControlCmd::detach; break;
+    case CommandKind::route_add: r.cmd = ControlCmd::route_add; break;
+    case CommandKind::route_del: r.cmd = ControlCmd::route_del; break;
     case CommandKind::status: r.cmd = ControlCmd::status; break;
     case CommandKind::peers: r.cmd = ControlCmd::peers; break;
     case CommandKind::endpoints: r.cmd = ControlCmd::endpoints; break;
@@ -119,6 +121,8 @@ ControlRequest to_request(const Command& c) {
   r.ips = c.ips;
   r.mac = c.mac;
   r.ifname = c.ifname;
+  r.prefix = c.prefix;
+  r.via = c.via;
   return r;
 }
 
@@ -132,6 +136,33 @@ std::string describe_attachment(const json& j) {
   if (auto it = j.find("netns"); it != j.end() && it->is_string()) where += " in netns " + it->get<std::string>();
   return j.value("mac", std::string("?")) + " " + ips + " VNI " + std::to_string(j.value("vni", 0u)) +
          (where.empty() ? "" : " (" + where + ")");
+}
+
+std::string describe_route(const json& j) {
+  return "VNI " + std::to_string(j.value("vni", 0u)) + " " + j.value("prefix", std::string("?"));
+}
+
+// "10.30.0.254 (02:..; vni100 in netns gw)"
+std::string describe_next_hop(const json& j) {
+  std::string ips;
+  if (auto it = j.find("next_hop_ips"); it != j.end() && it->is_array()) {
+    for (const auto& v : *it) ips += (ips.empty() ? "" : ",") + (v.is_string() ? v.get<std::string>() : v.dump());
+  }
+  std::string where = j.value("ifname", std::string());
+  if (auto it = j.find("netns"); it != j.end() && it->is_string()) where += " in netns " + it->get<std::string>();
+  return (ips.empty() ? "" : ips + " ") + "(" + j.value("next_hop_mac", std::string("?")) +
+         (where.empty() ? "" : "; " + where) + ")";
+}
+
+std::string describe_detach(const json& j) {
+  std::string out = "detached " + describe_attachment(j) + "\n";
+  if (auto it = j.find("routes_removed"); it != j.end() && it->is_array()) {
+    for (const auto& p : *it) {
+      out += "removed route VNI " + std::to_string(j.value("vni", 0u)) + " " +
+             (p.is_string() ? p.get<std::string>() : p.dump()) + " (its next hop was this endpoint)\n";
+    }
+  }
+  return out;
 }
 
 // Exit 1 with the one line every control command prints when no agent answers.
@@ -165,7 +196,13 @@ int cmd_control(const Command& c) {
       case CommandKind::endpoints: out = format_endpoints(resp); break;
       case CommandKind::routes: out = format_routes(resp); break;
       case CommandKind::attach: out = "attached " + describe_attachment(resp) + "\n"; break;
-      case CommandKind::detach: out = "detached " + describe_attachment(resp) + "\n"; break;
+      case CommandKind::detach: out = describe_detach(resp); break;
+      case CommandKind::route_add:
+        out = (resp.value("added", false) ? "added route " + describe_route(resp) + " via "
+                                          : "route " + describe_route(resp) + " is already there, via ") +
+              describe_next_hop(resp) + "\n";
+        break;
+      case CommandKind::route_del: out = "deleted route " + describe_route(resp) + "\n"; break;
       case CommandKind::leave: out = "left the mesh\n"; break;
       default: break;
     }

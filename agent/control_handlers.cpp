@@ -1,5 +1,5 @@
 // Control requests handled inside the agent: attach/detach (devices, store, mesh),
-// leave, and the status / peers / endpoints views.
+// leave, and the status / peers / endpoints views (routes: route_handlers.cpp).
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -56,6 +56,7 @@ int exit_code_for(const Error& e) {
 
 void Daemon::on_control(const ControlRequest& req, ControlServer::Respond respond) {
   const bool changes = req.cmd == ControlCmd::attach || req.cmd == ControlCmd::detach ||
+                       req.cmd == ControlCmd::route_add || req.cmd == ControlCmd::route_del ||
                        req.cmd == ControlCmd::leave;
   if (changes && joining_) {
     respond(error_response(1, "this node is still joining the mesh; try again once it is accepted"));
@@ -69,9 +70,11 @@ void Daemon::on_control(const ControlRequest& req, ControlServer::Respond respon
     case ControlCmd::status: respond(status_json()); return;
     case ControlCmd::peers: respond(peers_json()); return;
     case ControlCmd::endpoints: respond(endpoints_json()); return;
-    case ControlCmd::routes: respond(with_ok(json{{"routes", json::array()}})); return;
+    case ControlCmd::routes: respond(routes_json()); return;
     case ControlCmd::attach: respond(handle_attach(req)); break;
     case ControlCmd::detach: respond(handle_detach(req)); break;
+    case ControlCmd::route_add: respond(handle_route_add(req)); break;
+    case ControlCmd::route_del: respond(handle_route_del(req)); break;
     case ControlCmd::leave: begin_leave(std::move(respond)); return;
     case ControlCmd::revoke: respond(handle_revoke(req)); break;
   }
@@ -188,6 +191,9 @@ json Daemon::handle_detach(const ControlRequest& req) {
     spdlog::warn("withdrawing {} in VNI {}: {}", mac_str(a.mac), a.vni, st.error().message);
   }
   store_->del_attachment(a);
+  // Routes through this endpoint would send tenants to a MAC nobody has any more.
+  json routes_removed = json::array();
+  for (const auto& r : drop_routes_via(a)) routes_removed.push_back(r.prefix.str());
   attachments_.erase(attachments_.begin() + static_cast<std::ptrdiff_t>(matches.front()));
   const bool vni_used = std::any_of(attachments_.begin(), attachments_.end(),
                                     [&](const dp::Attachment& e) { return e.vni == a.vni; });
@@ -198,7 +204,9 @@ json Daemon::handle_detach(const ControlRequest& req) {
   fib_dirty_ = true;
   spdlog::info("detached {} from VNI {} ({}{})", mac_str(a.mac), a.vni, a.netns ? "netns " + *a.netns + ", " : "",
                a.ifname);
-  return with_ok(attachment_json(a));
+  json out = attachment_json(a);
+  out["routes_removed"] = std::move(routes_removed);
+  return with_ok(std::move(out));
 }
 
 json Daemon::handle_revoke(const ControlRequest& req) {
@@ -251,6 +259,7 @@ json Daemon::status_json() const {
                       {"members", members},
                       {"vnis", vnis},
                       {"endpoints_local", attachments_.size()},
+                      {"routes_local", mesh_->self().routes.size()},
                       {"uptime_s", (clock_.now_ms() - started_ms_) / 1000},
                       {"membership", mesh_settings_json(mesh_cfg_)},
                       {"counters", counters_json()}});

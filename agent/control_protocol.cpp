@@ -19,7 +19,8 @@ struct CmdName {
   ControlCmd cmd;
 };
 constexpr CmdName kCmds[] = {
-    {"attach", ControlCmd::attach}, {"detach", ControlCmd::detach}, {"status", ControlCmd::status},
+    {"attach", ControlCmd::attach}, {"detach", ControlCmd::detach},
+    {"route_add", ControlCmd::route_add}, {"route_del", ControlCmd::route_del}, {"status", ControlCmd::status},
     {"peers", ControlCmd::peers},   {"endpoints", ControlCmd::endpoints},
     {"routes", ControlCmd::routes}, {"leave", ControlCmd::leave},   {"revoke", ControlCmd::revoke},
 };
@@ -61,12 +62,30 @@ Result<ControlRequest> parse_control_request(std::string_view line) {
   if (!found) return bad("unknown command '" + cmd->get_ref<const std::string&>() + "'");
 
   std::optional<Error> err;
-  if (r.cmd == ControlCmd::attach || r.cmd == ControlCmd::detach) {
+  const bool is_route = r.cmd == ControlCmd::route_add || r.cmd == ControlCmd::route_del;
+  if (r.cmd == ControlCmd::attach || r.cmd == ControlCmd::detach || is_route) {
     const json* vni = field(j, "vni");
     if (!vni || !vni->is_number_unsigned()) return bad("'vni' must be a number 1..16777215");
     const auto v = vni->get<std::uint64_t>();
     if (v < 1 || v > 0xFFFFFF) return bad("invalid VNI " + std::to_string(v) + ": must be 1..16777215");
     r.vni = static_cast<std::uint32_t>(v);
+  }
+  if (is_route) {
+    auto prefix = opt_string(j, "prefix", err);
+    auto via = opt_string(j, "via", err);
+    if (err) return *err;
+    if (!prefix) return bad("'prefix' must be a string like 192.168.77.0/24");
+    auto p = parse_route_prefix(*prefix);
+    if (!p) return bad(p.error().message);
+    r.prefix = *p;
+    if (via) {
+      if (r.cmd != ControlCmd::route_add) return bad("'via' is only for route_add");
+      auto a = parse_via(*via);
+      if (!a) return bad(a.error().message);
+      r.via = *a;
+    }
+  }
+  if (r.cmd == ControlCmd::attach || r.cmd == ControlCmd::detach) {
     r.netns = opt_string(j, "netns", err);
     r.ifname = opt_string(j, "ifname", err);
     if (err) return *err;
@@ -136,6 +155,11 @@ nlohmann::json encode_control_request(const ControlRequest& r) {
     j["vni"] = r.vni;
     if (r.netns) j["netns"] = *r.netns;
     if (r.ifname) j["ifname"] = *r.ifname;
+  }
+  if (r.cmd == ControlCmd::route_add || r.cmd == ControlCmd::route_del) {
+    j["vni"] = r.vni;
+    j["prefix"] = r.prefix.str();
+    if (r.via) j["via"] = r.via->str();
   }
   if (r.cmd == ControlCmd::attach) {
     json ips = json::array();

@@ -1,5 +1,7 @@
 // The control socket protocol: one JSON request per line, one JSON response line.
 //   request:  {"cmd":"attach","vni":100,"netns":"t1","ips":["10.0.0.1/24"],"mac":"..","ifname":".."}
+//             {"cmd":"route_add","vni":100,"prefix":"192.168.77.0/24","via":"10.30.0.254"}
+//             {"cmd":"route_del","vni":100,"prefix":"192.168.77.0/24"}
 //   response: {"ok":true, ...}  or  {"ok":false,"code":2,"error":"..."}
 // `code` is the exit status the CLI returns (2 bad input, 1 runtime failure).
 // Parsing never throws: nlohmann is used in its non-throwing mode with checked
@@ -22,7 +24,7 @@ namespace meshd::agent {
 
 inline constexpr std::size_t kControlRequestMaxBytes = 64 * 1024;
 
-enum class ControlCmd { attach, detach, status, peers, endpoints, routes, leave, revoke };
+enum class ControlCmd { attach, detach, route_add, route_del, status, peers, endpoints, routes, leave, revoke };
 
 struct ControlRequest {
   ControlCmd cmd = ControlCmd::status;
@@ -31,6 +33,8 @@ struct ControlRequest {
   std::vector<IpPrefix> ips;
   std::optional<MacAddr> mac;
   std::optional<std::string> ifname;
+  IpPrefix prefix;               // route_add/route_del: normalised (host bits cleared)
+  std::optional<IpAddr> via;     // route_add
   std::optional<mesh::Revocation> revocation;  // revoke: signed by the CLI with root.key
 };
 

@@ -13,6 +13,7 @@
 #include "agent/identity.hpp"
 #include "agent/locators.hpp"
 #include "agent/mesh_settings.hpp"
+#include "agent/routes.hpp"
 
 namespace meshd::agent {
 
@@ -47,7 +48,7 @@ std::string refusal_text(const std::string& reason) {
 
 // Clears what a failed or abandoned join wrote, so the directory is "not enrolled".
 void clear_mesh_tables(Store& s) {
-  for (const char* t : {"members", "mappings", "meta", "contacts", "attachments"}) s.clear(t);
+  for (const char* t : {"members", "mappings", "meta", "contacts", "attachments", "routes"}) s.clear(t);
 }
 
 }  // namespace
@@ -179,6 +180,9 @@ int Daemon::start() {
   for (const auto& a : stored) self.vnis.push_back(a.vni);
   std::sort(self.vnis.begin(), self.vnis.end());
   self.vnis.erase(std::unique(self.vnis.begin(), self.vnis.end()), self.vnis.end());
+  // The stored routes too: the join request carries this record, and one without them
+  // would withdraw them from every member until restore_routes() announced them again.
+  if (!joining_) self.routes = routes_to_announce(store_->routes(), stored, id_.chain);
   // Wall-clock based so a restarted node's record always supersedes the old one.
   self.version = now;
   self.sign(node_key);
@@ -251,6 +255,7 @@ int Daemon::start() {
       mesh_->join(now, std::move(contacts));
     }
     reattach_stored();
+    restore_routes();  // withdraws the stored routes whose endpoint did not come back
   }
   rebuild_fib();
   pump(now_ms());
@@ -362,6 +367,7 @@ void Daemon::finish_leave() {
   auto st = devices_->teardown(attachments_);
   if (!st) spdlog::error("removing devices: {}", st.error().message);
   store_->clear("attachments");
+  store_->clear("routes");
   attachments_.clear();
   store_->set_node_state(NodeState::left);
   spdlog::info("left the mesh; devices removed");

@@ -4,7 +4,7 @@
 // Split by concern: daemon.cpp (start, stop, join, leave, timers, signals),
 // tunnel_wiring.cpp (UDP in/out, tunnel events), mesh_wiring.cpp (mesh messages and
 // events, peers, FIB), data_path.cpp (TAP frames), control_handlers.cpp (requests),
-// metrics.cpp (counters).
+// route_handlers.cpp (routed prefixes), metrics.cpp (counters).
 #pragma once
 
 #include <uv.h>
@@ -145,6 +145,17 @@ class Daemon {
   nlohmann::json endpoints_json() const;
   void reattach_stored();
   Status attach_one(dp::Attachment a, bool restoring, dp::Attachment* out);
+
+  // route_handlers.cpp
+  nlohmann::json handle_route_add(const ControlRequest& req);
+  nlohmann::json handle_route_del(const ControlRequest& req);
+  nlohmann::json routes_json() const;
+  // Start, after reattach_stored: announce the stored routes whose next hop endpoint
+  // was restored (start() already put them in the first record); forget those whose
+  // endpoint is gone for good.
+  void restore_routes();
+  // Detach of endpoint `a`: withdraws and forgets the routes through it; returns them.
+  std::vector<mesh::RouteAnnouncement> drop_routes_via(const dp::Attachment& a);
 
   // metrics.cpp
   nlohmann::json counters_json() const;

@@ -63,6 +63,7 @@ std::string format_status(const json& j) {
   }
   rows.push_back({"vnis", joined(j, "vnis")});
   rows.push_back({"endpoints_local", s(j, "endpoints_local")});
+  rows.push_back({"routes_local", s(j, "routes_local")});
   rows.push_back({"uptime_s", s(j, "uptime_s")});
   return format_table(rows);
 }
@@ -93,8 +94,10 @@ std::string format_endpoints(const json& j) {
 }
 
 std::string format_routes(const json& j) {
-  std::vector<std::vector<std::string>> rows{{"VNI", "PREFIX", "NODE"}};
-  for (const auto& r : arr(j, "routes")) rows.push_back({s(r, "vni"), s(r, "prefix"), s(r, "node")});
+  std::vector<std::vector<std::string>> rows{{"VNI", "PREFIX", "NODE", "NEXT-HOP", "LOCAL"}};
+  for (const auto& r : arr(j, "routes")) {
+    rows.push_back({s(r, "vni"), s(r, "prefix"), s(r, "node"), s(r, "next_hop_mac"), r.value("local", false) ? "yes" : "no"});
+  }
   return format_table(rows);
 }
 

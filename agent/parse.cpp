@@ -80,6 +80,37 @@ Result<IpPrefix> parse_cidr(std::string_view s) {
   return p;
 }
 
+IpPrefix network_of(IpPrefix p) {
+  const std::size_t width_bits = p.addr.is_v4() ? 32 : 128;
+  for (std::size_t i = 0; i < p.addr.bytes.size(); ++i) {
+    const std::size_t first_bit = i * 8;
+    if (first_bit >= width_bits || first_bit >= p.len) {
+      p.addr.bytes[i] = 0;
+    } else if (first_bit + 8 > p.len) {
+      p.addr.bytes[i] &= static_cast<std::uint8_t>(0xff << (first_bit + 8 - p.len));
+    }
+  }
+  return p;
+}
+
+Result<IpPrefix> parse_route_prefix(std::string_view s) {
+  auto p = IpPrefix::parse(s);
+  if (!p) {
+    return make_error("cli.prefix", "invalid prefix " + quoted(s) +
+                                        ": expected a network such as 192.168.77.0/24 or fd00:77::/64");
+  }
+  return network_of(*p);
+}
+
+Result<IpAddr> parse_via(std::string_view s) {
+  auto a = IpAddr::parse(s);
+  if (!a) {
+    return make_error("cli.via", "invalid --via " + quoted(s) +
+                                     ": expected the IP address of an endpoint attached in the VNI, e.g. 10.30.0.254");
+  }
+  return a;
+}
+
 Result<MacAddr> parse_unicast_mac(std::string_view s) {
   auto m = parse_mac(s);
   if (!m) return make_error("cli.mac", "invalid --mac " + quoted(s) + ": expected 6 hex bytes like 02:00:00:00:00:01");

@@ -27,6 +27,13 @@ Result<std::vector<std::uint32_t>> parse_vni_list(std::string_view s);
 Result<Locator> parse_listen(std::string_view s);
 // "10.0.0.1/24" (a bare address means /32 or /128).
 Result<IpPrefix> parse_cidr(std::string_view s);
+// A routed prefix "192.168.77.0/24" or "fd00:77::/64" (a bare address is a host route),
+// normalised: host bits are cleared, so "192.168.77.9/24" gives 192.168.77.0/24.
+Result<IpPrefix> parse_route_prefix(std::string_view s);
+// `p` with its host bits cleared (the network it names).
+IpPrefix network_of(IpPrefix p);
+// An address without prefix length (route --via).
+Result<IpAddr> parse_via(std::string_view s);
 // Unicast MAC "02:00:00:00:00:01".
 Result<MacAddr> parse_unicast_mac(std::string_view s);
 Result<std::uint32_t> parse_uses(std::string_view s);

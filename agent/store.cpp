@@ -26,6 +26,7 @@ constexpr const char* kIdentity = "identity";
 constexpr const char* kAgent = "agent";
 constexpr const char* kAttachments = "attachments";
 constexpr const char* kContacts = "contacts";
+constexpr const char* kRoutes = "routes";
 
 MDB_val to_val(std::string_view s) {
   return MDB_val{s.size(), const_cast<char*>(s.data())};
@@ -332,6 +333,52 @@ std::vector<dp::Attachment> Store::attachments() const {
       out.push_back(std::move(*a));
     } else {
       spdlog::warn("ignoring unreadable attachment record {}", key);
+    }
+  });
+  return out;
+}
+
+// ---- routes ----------------------------------------------------------------------
+
+Bytes encode_route(const mesh::RouteAnnouncement& r) {
+  ByteWriter w;
+  w.u8(kRecordVersion);
+  w.u32(r.vni);
+  write_ip(w, r.prefix.addr);
+  w.u8(r.prefix.len);
+  w.raw(r.next_hop_mac);
+  return w.take();
+}
+
+std::optional<mesh::RouteAnnouncement> decode_route(ByteSpan b) {
+  ByteReader r(b);
+  if (r.u8() != kRecordVersion) return std::nullopt;
+  mesh::RouteAnnouncement out;
+  out.vni = r.u32();
+  out.prefix.addr = read_ip(r);
+  out.prefix.len = r.u8();
+  out.next_hop_mac = r.arr<6>();
+  if (!r.ok() || !r.at_end()) return std::nullopt;
+  const bool v4 = out.prefix.addr.is_v4();
+  if ((!v4 && !out.prefix.addr.is_v6()) || out.prefix.len > (v4 ? 32 : 128)) return std::nullopt;
+  return out;
+}
+
+std::string route_key(const mesh::RouteAnnouncement& r) {
+  return std::to_string(r.vni) + "/" + r.prefix.str();
+}
+
+void Store::put_route(const mesh::RouteAnnouncement& r) { put(kRoutes, route_key(r), encode_route(r)); }
+
+void Store::del_route(const mesh::RouteAnnouncement& r) { del(kRoutes, route_key(r)); }
+
+std::vector<mesh::RouteAnnouncement> Store::routes() const {
+  std::vector<mesh::RouteAnnouncement> out;
+  for_each(kRoutes, [&](std::string_view key, ByteSpan v) {
+    if (auto r = decode_route(v)) {
+      out.push_back(*r);
+    } else {
+      spdlog::warn("ignoring unreadable route record {}", key);
     }
   });
   return out;

@@ -2,7 +2,7 @@
 //
 // Tables: "identity" (node seed, dh secret, chain, root public key, name, listen),
 // "members" / "mappings" / "meta" (owned by MeshCore through mesh::Storage),
-// "attachments" (local endpoints), "contacts" (how to reach known members, for
+// "attachments" (local endpoints), "routes" (the routes this node announces), "contacts" (how to reach known members, for
 // tokens made while the agent runs), "agent" (enrolled / left, advertised locators).
 // Every write is its own committed transaction, so nothing is lost on kill -9.
 // LMDB is multi-process safe: `meshd token create` reads this while the agent runs.
@@ -22,6 +22,7 @@
 #include "crypto/result.hpp"
 #include "dataplane/vni_devices.hpp"
 #include "mesh/storage.hpp"
+#include "mesh/types.hpp"
 
 typedef struct MDB_env MDB_env;
 typedef struct MDB_txn MDB_txn;
@@ -87,6 +88,12 @@ class Store final : public mesh::Storage {
   void del_attachment(const dp::Attachment& a);
   std::vector<dp::Attachment> attachments() const;
 
+  // Routes this node announces, keyed by (vni, prefix); MeshCore does not persist its
+  // own record, so the agent hands these to MeshCore::set_routes on start.
+  void put_route(const mesh::RouteAnnouncement& r);
+  void del_route(const mesh::RouteAnnouncement& r);
+  std::vector<mesh::RouteAnnouncement> routes() const;
+
   void put_contact(const StoredContact& c);
   void del_contact(const crypto::NodeId& id);
   std::vector<StoredContact> contacts() const;
@@ -113,5 +120,8 @@ class Store final : public mesh::Storage {
 Bytes encode_attachment(const dp::Attachment& a);
 std::optional<dp::Attachment> decode_attachment(ByteSpan b);
 std::string attachment_key(const dp::Attachment& a);
+Bytes encode_route(const mesh::RouteAnnouncement& r);
+std::optional<mesh::RouteAnnouncement> decode_route(ByteSpan b);
+std::string route_key(const mesh::RouteAnnouncement& r);
 
 }  // namespace meshd::agent

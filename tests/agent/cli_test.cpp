@@ -119,6 +119,40 @@ TEST_CASE("cli: attach and detach validation") {
   CHECK(!d.cmd->ifname);
 }
 
+TEST_CASE("cli: route add and del") {
+  auto o = parse({"route", "add", "--state", "/s", "--vni", "100", "192.168.77.9/24", "--via", "10.30.0.254"});
+  REQUIRE(o.cmd);
+  CHECK(o.cmd->kind == CommandKind::route_add);
+  CHECK(o.cmd->vni == 100);
+  CHECK(o.cmd->prefix.str() == "192.168.77.0/24");  // host bits cleared
+  CHECK(o.cmd->via == std::optional<IpAddr>(*IpAddr::parse("10.30.0.254")));
+  o = parse({"route", "add", "fd00:77::/64", "--vni", "7", "--state", "/s"});
+  REQUIRE(o.cmd);
+  CHECK(!o.cmd->via);
+  CHECK(o.cmd->prefix.addr.is_v6());
+  auto d = parse({"route", "del", "--state", "/s", "--vni", "100", "192.168.77.0/24"});
+  REQUIRE(d.cmd);
+  CHECK(d.cmd->kind == CommandKind::route_del);
+  CHECK(d.cmd->prefix.str() == "192.168.77.0/24");
+
+  check_bad(parse({"route", "add", "--state", "/s", "192.168.77.0/24"}), "--vni is required");
+  check_bad(parse({"route", "add", "--state", "/s", "--vni", "100"}), "prefix");
+  check_bad(parse({"route", "add", "--state", "/s", "--vni", "0", "192.168.77.0/24"}), "invalid VNI '0'");
+  check_bad(parse({"route", "add", "--state", "/s", "--vni", "16777216", "192.168.77.0/24"}), "VNI");
+  check_bad(parse({"route", "add", "--state", "/s", "--vni", "100", "192.168.77.0/33"}), "invalid prefix '192.168.77.0/33'");
+  check_bad(parse({"route", "add", "--state", "/s", "--vni", "100", "not-a-net"}), "invalid prefix");
+  check_bad(parse({"route", "add", "--state", "/s", "--vni", "100", "192.168.77.0/24", "--via", "10.30.0.254/24"}), "invalid --via");
+  check_bad(parse({"route", "add", "--state", "/s", "--vni", "100", "192.168.77.0/24", "--via", ""}), "invalid --via");
+  check_bad(parse({"route", "add", "--state", "/s", "--vni", "100", "192.168.77.0/24", "--metric", "5"}), "--metric");
+  check_bad(parse({"route", "del", "--state", "/s", "--vni", "100", "192.168.77.0/24", "--via", "10.30.0.254"}), "--via");
+  check_bad(parse({"route", "del", "--state", "/s", "192.168.77.0/24"}), "--vni is required");
+  check_bad(parse({"route", "--state", "/s"}), "");
+  check_bad(parse({"route", "show", "--state", "/s"}), "");
+  o = parse({"route", "add", "--help"});
+  CHECK(o.exit_code == 0);
+  CHECK(o.out.find("host bits are cleared") != std::string::npos);
+}
+
 TEST_CASE("cli: views take --json") {
   for (auto [name, kind] : {std::pair{"status", CommandKind::status}, std::pair{"peers", CommandKind::peers},
                             std::pair{"endpoints", CommandKind::endpoints}, std::pair{"routes", CommandKind::routes}}) {

@@ -49,6 +49,15 @@ TEST_CASE("control: requests parse strictly and never throw") {
       R"({"cmd":"attach","vni":100,"ips":["10.0.0.1/24"],"netns":["x"]})",
       R"({"cmd":"detach","vni":100,"ifname":"way-too-long-name"})",
       R"({"cmd":"revoke"})",
+      R"({"cmd":"route_add","prefix":"192.168.77.0/24"})",
+      R"({"cmd":"route_add","vni":100})",
+      R"({"cmd":"route_add","vni":100,"prefix":7})",
+      R"({"cmd":"route_add","vni":100,"prefix":"192.168.77.0/33"})",
+      R"({"cmd":"route_add","vni":0,"prefix":"192.168.77.0/24"})",
+      R"({"cmd":"route_add","vni":100,"prefix":"192.168.77.0/24","via":"10.0.0.1/24"})",
+      R"({"cmd":"route_add","vni":100,"prefix":"192.168.77.0/24","via":5})",
+      R"({"cmd":"route_del","vni":100,"prefix":"192.168.77.0/24","via":"10.0.0.1"})",
+      R"({"cmd":"route_del","vni":100})",
       "{\"cmd\":\"status\"\xff}",
   };
   for (const char* s : bad) {
@@ -76,6 +85,23 @@ TEST_CASE("control: encode and parse agree") {
   CHECK(back->mac == r.mac);
   CHECK(back->ifname == r.ifname);
   CHECK(!back->netns);
+  ControlRequest add;
+  add.cmd = ControlCmd::route_add;
+  add.vni = 100;
+  add.prefix = *IpPrefix::parse("192.168.77.0/24");
+  add.via = *IpAddr::parse("10.30.0.254");
+  auto add_back = parse_control_request(dump_line(encode_control_request(add)));
+  REQUIRE(add_back.ok());
+  CHECK(add_back->cmd == ControlCmd::route_add);
+  CHECK(add_back->vni == 100);
+  CHECK(add_back->prefix == add.prefix);
+  CHECK(add_back->via == add.via);
+  // The agent normalises too: a client that sends host bits gets the network.
+  auto host_bits = parse_control_request(R"({"cmd":"route_del","vni":5,"prefix":"192.168.77.9/24"})");
+  REQUIRE(host_bits.ok());
+  CHECK(host_bits->cmd == ControlCmd::route_del);
+  CHECK(host_bits->prefix.str() == "192.168.77.0/24");
+  CHECK(!host_bits->via);
   // Invalid UTF-8 in a response never throws.
   CHECK(!dump_line(error_response(2, std::string("bad \xff byte"))).empty());
 }

@@ -1,6 +1,7 @@
 #include <doctest/doctest.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <string>
@@ -147,4 +148,55 @@ TEST_CASE("store: attachment decoding rejects garbage") {
   Bytes bad_version = good;
   bad_version[0] = 99;
   CHECK(!decode_attachment(bad_version));
+}
+
+TEST_CASE("store: routes round trip, keyed by vni and prefix") {
+  TempDir dir;
+  const mesh::RouteAnnouncement v4{100, *IpPrefix::parse("192.168.77.0/24"), MacAddr{2, 0, 0, 0, 0, 1}};
+  const mesh::RouteAnnouncement v6{200, *IpPrefix::parse("fd00:77::/64"), MacAddr{2, 0, 0, 0, 0, 2}};
+  {
+    auto s = Store::open(dir.path);
+    REQUIRE(s.ok());
+    CHECK((*s)->routes().empty());
+    (*s)->put_route(v4);
+    (*s)->put_route(v6);
+    (*s)->put_route(v4);  // again: one record
+    CHECK((*s)->write_errors() == 0);
+  }
+  auto s = Store::open(dir.path);
+  REQUIRE(s.ok());
+  auto routes = (*s)->routes();
+  std::sort(routes.begin(), routes.end());
+  REQUIRE(routes.size() == 2);
+  CHECK(routes[0] == v4);
+  CHECK(routes[1] == v6);
+  // The key is (vni, prefix): deleting needs no MAC.
+  (*s)->del_route(mesh::RouteAnnouncement{100, v4.prefix, {}});
+  routes = (*s)->routes();
+  REQUIRE(routes.size() == 1);
+  CHECK(routes[0] == v6);
+  (*s)->put(std::string_view("routes"), "garbage", Bytes{1, 2, 3});
+  CHECK((*s)->routes().size() == 1);  // unreadable records are skipped
+  (*s)->clear("routes");
+  CHECK((*s)->routes().empty());
+}
+
+TEST_CASE("store: route decoding rejects garbage") {
+  const mesh::RouteAnnouncement r{7, *IpPrefix::parse("10.1.0.0/16"), MacAddr{2, 0, 0, 0, 0, 9}};
+  const Bytes good = encode_route(r);
+  REQUIRE(decode_route(good));
+  CHECK(*decode_route(good) == r);
+  for (std::size_t n = 0; n < good.size(); ++n) CHECK(!decode_route(ByteSpan(good.data(), n)));
+  Bytes trailing = good;
+  trailing.push_back(0);
+  CHECK(!decode_route(trailing));
+  Bytes bad_version = good;
+  bad_version[0] = 99;
+  CHECK(!decode_route(bad_version));
+  mesh::RouteAnnouncement long_prefix = r;
+  long_prefix.prefix.len = 33;
+  CHECK(!decode_route(encode_route(long_prefix)));
+  mesh::RouteAnnouncement no_family = r;
+  no_family.prefix.addr.family = 0;
+  CHECK(!decode_route(encode_route(no_family)));
 }
