@@ -332,3 +332,79 @@ TEST_CASE("messages: a state update with an accuser or proof of the wrong length
   CHECK(decodes(good));
   CHECK_FALSE(decodes(bad));
 }
+
+// ---- Issue 4: mapping system messages and routes in node records.
+
+TEST_CASE("messages: map_register/request/reply/notify round-trip; keys by MAC and by IP") {
+  test::SimNet net(5);
+  auto tok = net.make_token({100});
+  std::size_t a = net.add_node(tok);
+  const NodeId id = net.record_for(a).id();
+  EndpointMapping m{100, {2, 0, 0, 0, 0, 7}, {IpAddr::v4(0x0a000007)}, id, 3, false, {}};
+  m.sign(net.nodes[a]->key);
+  const std::vector<Bytes> one = {encode_mapping(m)};
+
+  auto reg = std::get<MapRegister>(decode_message(encode_map_register(one), limits()).value());
+  REQUIRE(reg.mappings.size() == 1);
+  CHECK(reg.mappings[0].verify_signature());
+
+  for (const LookupKey& k : {LookupKey::of_mac(100, m.mac), LookupKey::of_ip(100, m.ips[0])}) {
+    auto req = std::get<MapRequest>(decode_message(encode_map_request(MapRequest{11, k}), limits()).value());
+    CHECK(req.nonce == 11);
+    CHECK(req.key == k);
+    auto rep = std::get<MapReply>(decode_message(encode_map_reply(12, k, one, 300000), limits()).value());
+    CHECK(rep.nonce == 12);
+    CHECK(rep.key == k);
+    CHECK(rep.ttl_ms == 300000);
+    REQUIRE(rep.mappings.size() == 1);
+    CHECK(rep.mappings[0].seq == 3);
+    auto neg = std::get<MapReply>(decode_message(encode_map_reply(13, k, {}, 2000), limits()).value());
+    CHECK(neg.mappings.empty());
+  }
+  auto no = std::get<MapNotify>(decode_message(encode_map_notify(one), limits()).value());
+  REQUIRE(no.mappings.size() == 1);
+  CHECK(no.mappings[0].mac == m.mac);
+  CHECK(lookup_key_str(LookupKey::of_ip(100, m.ips[0])) == "100/10.0.0.7");
+
+  // A key with VNI 0 is malformed.
+  CHECK_FALSE(decode_message(encode_map_request(MapRequest{1, LookupKey::of_mac(0, m.mac)}), limits()).ok());
+}
+
+TEST_CASE("types: routes in a node record are signed, round-trip, and keep old records' bytes") {
+  test::SimNet net(6);
+  auto tok = net.make_token({100});
+  std::size_t a = net.add_node(tok);
+  NodeRecord rec = net.record_for(a);
+  rec.sign(net.nodes[a]->key);
+  const Bytes without = rec.signed_bytes();
+  NodeRecord r = rec;
+  RouteAnnouncement ra{100, IpPrefix::parse("192.168.77.0/24").value(), {2, 0, 0, 0, 0, 9}};
+  r.routes = {ra};
+  CHECK(r.signed_bytes() != without);  // the routes are covered
+  r.sign(net.nodes[a]->key);
+  CHECK(r.verify_signature());
+  NodeRecord t = r;
+  t.routes[0].next_hop_mac[5] ^= 1;
+  CHECK_FALSE(t.verify_signature());
+  t = r;
+  t.routes.clear();
+  CHECK_FALSE(t.verify_signature());
+  rec.routes.clear();
+  CHECK(rec.signed_bytes() == without);  // no routes: the bytes records always had
+
+  auto jr = decode_message(encode_join_request(JoinRequest{1, r}), limits());
+  REQUIRE(jr.ok());
+  const auto& got = std::get<JoinRequest>(jr.value()).record;
+  CHECK(got.routes == r.routes);
+  CHECK(got.verify_signature());
+  auto plain = decode_message(encode_join_request(JoinRequest{1, rec}), limits());
+  REQUIRE(plain.ok());
+  CHECK(std::get<JoinRequest>(plain.value()).record.routes.empty());
+
+  // Unsorted or duplicate routes, or a prefix longer than its family, are malformed.
+  NodeRecord bad = r;
+  bad.routes = {ra, ra};
+  CHECK_FALSE(decode_message(encode_join_request(JoinRequest{1, bad}), limits()).ok());
+  bad.routes = {RouteAnnouncement{100, IpPrefix{IpAddr::v4(0x0a000000), 33}, {}}};
+  CHECK_FALSE(decode_message(encode_join_request(JoinRequest{1, bad}), limits()).ok());
+}

@@ -787,3 +787,43 @@ TEST_CASE("mappings: a cached mapping not used for a TTL lapses; one in use is r
   REQUIRE(net.run_until([&] { return cached_from(net, idle, kMacA, 1); }, 1'000));
   CHECK(counters(net, idle).map_requests == before + 1);
 }
+
+TEST_CASE("routes: set_routes checks scope, bound and prefixes; members see them in the record") {
+  SimNet net(41);
+  auto tok = net.make_token({kVni});
+  for (std::size_t i = 0; i < 3; ++i) net.add_node(tok);
+  net.start(0, {});
+  for (std::size_t i = 1; i < 3; ++i) net.start(i, {0});
+  REQUIRE(net.run_until([&] { return net.all_alive(); }, 10'000));
+  MeshCore& core = *net.nodes[1]->core;
+  const MacAddr gw{2, 0, 0, 0, 0, 0x99};
+  const RouteAnnouncement r{kVni, IpPrefix::parse("192.168.77.0/24").value(), gw};
+
+  auto st = core.set_routes(net.now, {RouteAnnouncement{200, r.prefix, gw}});
+  CHECK_FALSE(st.ok());
+  CHECK(st.error().code == "mesh.scope");
+  st = core.set_routes(net.now, {RouteAnnouncement{kVni, IpPrefix{IpAddr::v4(0x0a000000), 40}, gw}});
+  CHECK(st.error().code == "mesh.invalid");
+  std::vector<RouteAnnouncement> many;
+  for (std::uint32_t i = 0; i <= kRoutesPerNodeMax; ++i) {
+    many.push_back(RouteAnnouncement{kVni, IpPrefix{IpAddr::v4(0x0a000000 + (i << 8)), 24}, gw});
+  }
+  CHECK(core.set_routes(net.now, many).error().code == "mesh.full");
+  CHECK(core.self().routes.empty());  // nothing half-applied
+
+  const std::uint64_t v0 = core.self().version;
+  REQUIRE(core.set_routes(net.now, {r, r}).ok());  // de-duplicated
+  CHECK(core.self().routes.size() == 1);
+  CHECK(core.self().version == v0 + 1);
+  REQUIRE(core.set_routes(net.now, {r}).ok());
+  CHECK(core.self().version == v0 + 1);  // unchanged list: no new record
+  const NodeId id = core.self().id();
+  auto seen = [&](std::size_t at, std::size_t want) {
+    auto m = net.nodes[at]->core->member(id);
+    return m && m->record.routes.size() == want;
+  };
+  REQUIRE(net.run_until([&] { return seen(0, 1) && seen(2, 1); }, 3'000));
+  CHECK(net.nodes[0]->core->member(id)->record.routes[0] == r);
+  REQUIRE(core.set_routes(net.now, {}).ok());
+  REQUIRE(net.run_until([&] { return seen(0, 0) && seen(2, 0); }, 3'000));
+}
