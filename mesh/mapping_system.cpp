@@ -340,7 +340,9 @@ void MeshCore::Impl::map_sweep(std::uint64_t now) {
     std::erase_if(it->second, [&](const auto& s) { return s.second <= now; });
     it = it->second.empty() ? neg_subs_.erase(it) : std::next(it);
   }
-  counters_.map_held = held_.size();
+  std::size_t owned = 0;
+  for (const auto& [k, h] : held_) owned += h.orphan_since_ms == 0;
+  counters_.map_held = owned;
   std::size_t cached = 0;
   for (const auto& [k, e] : mappings_) cached += e.m.owner != self_.id();
   counters_.map_cached = cached;
@@ -356,8 +358,8 @@ MeshCore::Lookup MeshCore::Impl::resolve(std::uint64_t now, const LookupKey& k) 
   if (!k.is_ip()) {
     auto it = mappings_.find(MapKey{k.vni, k.mac});
     if (it != mappings_.end()) it->second.last_used_ms = now;
-    if (it != mappings_.end() && !it->second.refreshing &&
-        (it->second.m.owner == self_.id() || !it->second.m.removed)) {
+    // Our own tombstone is no answer: the endpoint may have moved elsewhere.
+    if (it != mappings_.end() && !it->second.refreshing && !it->second.m.removed) {
       return L::cached;
     }
   } else if (auto ip = cache_ips_.find({k.vni, k.ip}); ip != cache_ips_.end()) {
@@ -374,7 +376,9 @@ MeshCore::Lookup MeshCore::Impl::resolve(std::uint64_t now, const LookupKey& k) 
   }
   // We may hold it ourselves (one of its owners): answered from there, and subscribed
   // like a remote requester, so notify_subs() keeps our cached copy current.
+  // Not from an orphan copy: it is not kept up to date and goes soon.
   if (auto h = held_.find(k); h != held_.end() && !h->second.m.removed &&
+                              h->second.orphan_since_ms == 0 &&
                               (!k.is_ip() || holds_ip(h->second.m, k.ip))) {
     auto owner = members_.find(h->second.m.owner);
     if (owner != members_.end() && owner->second.live()) {
@@ -529,15 +533,11 @@ void MeshCore::Impl::on_map_register(std::uint64_t now, const MapRegister& m) {
          it != held_.end() && it->first.vni == e.vni && it->first.is_ip(); ++it) {
       if (same_claim(it->second.m, e) && !holds_ip(e, it->first.ip)) keys.push_back(it->first);
     }
-    // A registrant sends the whole mapping to the owners of each of its keys: take
-    // only the keys we own or already hold. None of them: a hand-off or a registrant
-    // whose view of the membership differs from ours; held as orphans until our view
-    // catches up (map_rebalance adopts them) or map_handoff_keep_ms passes.
-    std::vector<LookupKey> ours;
-    for (const LookupKey& k : keys) {
-      if (held_.count(k) != 0 || compute_owners(k).contains(self_.id())) ours.push_back(k);
-    }
-    for (const LookupKey& k : ours.empty() ? keys : ours) hold(now, k, e);
+    // A registrant sends the whole mapping to the owners of each of its keys, and a
+    // hand-off says nothing of which key it is for: keys we do not own by our view are
+    // held as orphans (not counted in held_count) until our view catches up, e.g. sees
+    // the owner that failed (map_rebalance adopts them), or map_handoff_keep_ms passes.
+    for (const LookupKey& k : keys) hold(now, k, e);
   }
 }
 
@@ -644,7 +644,22 @@ void MeshCore::Impl::cache_apply(std::uint64_t now, const EndpointMapping& m, st
   if (it != mappings_.end() && it->second.m.owner == self_.id()) {
     // Another node's claim on our own endpoint's MAC.
     MappingEntry& own = it->second;
-    if (own.m.removed || !claim_beats(m, own.m)) return;
+    if (own.m.removed) {
+      // Our endpoint left; another node's live claim replaces our tombstone here (the
+      // tombstone stays at the owners; own_seqs_ keeps our sequence numbers).
+      if (m.removed) return;
+      unpersist_mapping(k);
+      MappingEntry e;
+      e.m = m;
+      e.updated_ms = now;
+      e.expires_ms = now + ttl_ms;
+      e.last_used_ms = now;
+      it->second = e;
+      cache_ips_add(m);
+      emit(MeshEvent{MeshEvent::Kind::mapping_upsert, std::nullopt, m, m.owner, {}});
+      return;
+    }
+    if (!claim_beats(m, own.m)) return;
     if (now < own.published_ms + kMapFreshMs) {
       // Superseded again after claiming above it: the other node attached it within
       // kMapFreshMs too and claimed above ours. Nothing tells which attachment is the
@@ -759,11 +774,15 @@ std::vector<EndpointInfo> MeshCore::endpoints() const {
   return out;
 }
 
-std::size_t MeshCore::held_count() const { return impl_->held_.size(); }
+std::size_t MeshCore::held_count() const {
+  std::size_t n = 0;
+  for (const auto& [k, h] : impl_->held_) n += h.orphan_since_ms == 0;
+  return n;
+}
 
 bool MeshCore::holds(const LookupKey& key) const {
   auto it = impl_->held_.find(key);
-  if (it == impl_->held_.end() || it->second.m.removed) return false;
+  if (it == impl_->held_.end() || it->second.m.removed || it->second.orphan_since_ms != 0) return false;
   return !key.is_ip() || holds_ip(it->second.m, key.ip);
 }
 

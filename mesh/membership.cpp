@@ -450,6 +450,7 @@ void MeshCore::Impl::reap(std::uint64_t now) {
     const Member& m = it->second;
     if (!m.live() && now >= m.state_since_ms + cfg_.failed_reap_ms) {
       unpersist_member(it->first);
+      drop_held_of(it->first);  // kept while it was failed, in case it came back
       it = erase_member(it);
     } else {
       ++it;

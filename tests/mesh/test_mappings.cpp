@@ -576,7 +576,8 @@ TEST_CASE("mappings: an owner restarted from its storage still holds its keys") 
   publish(net, 1, mac, {});
   net.step(500);
   REQUIRE(net.nodes[owner]->core->holds(key));
-  CHECK(net.nodes[owner]->storage->count("held") == net.nodes[owner]->core->held_count());
+  // Orphan copies (keys of the same mapping it does not own) are stored too.
+  CHECK(net.nodes[owner]->storage->count("held") >= net.nodes[owner]->core->held_count());
   const auto registers = counters(net, 1).map_registers_sent;
   // Crash and restart at once: nobody declares it failed, so nobody re-registers or
   // hands the key off; only its storage can bring the key back.

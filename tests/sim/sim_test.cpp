@@ -257,8 +257,9 @@ TEST_CASE("preformed 10 nodes: three simultaneous crashes are all known by all w
 }
 
 // ---- The mapping system (issue 4). One fixed-seed run of the mapping scenario (50
-// nodes, 2,000 endpoints over 10 VNIs, ~1.5 s of CPU), shared by the cases below: tenant
-// traffic, then moves, then R-1 owners of a key killed at once, twice.
+// nodes, 2,000 endpoints over 10 VNIs, ~2.5 s of CPU), shared by the cases below: tenant
+// traffic, then 5 moves, then 5 rounds that each kill R-1 owners of a key at once (10 of
+// the 50 nodes in all; each round after the previous one's keys are back at R owners).
 
 namespace {
 
@@ -270,7 +271,7 @@ const Figures& mapping_run() {
     c.map.lookups_per_node = 200;
     c.map.traffic_ms = 10'000;
     c.map.moves = 5;
-    c.map.kill_rounds = 2;
+    c.map.kill_rounds = 5;
     c.map.resolve_checks = 100;
     c.measure_limit_ms = 20'000;  // registration and re-replication waits (~4 s needed)
     return run_scenario(c);
@@ -304,8 +305,8 @@ TEST_CASE("mapping: R-1 owners of a key killed at once lose no mapping") {
   INFO(why(f));
   REQUIRE(f.mapping.has_value());
   const MappingFigures& m = *f.mapping;
-  CHECK(m.kill_rounds == 2);
-  CHECK(m.killed == 2 * (m.replicas - 1));
+  CHECK(m.kill_rounds == 5);
+  CHECK(m.killed == 5 * (m.replicas - 1));
   CHECK(m.keys_affected > 0);
   CHECK(m.keys_at_risk == 0);  // a live owner still held every key at the kill
   CHECK(m.keys_lost == 0);
@@ -334,8 +335,8 @@ TEST_CASE("mapping: a moved endpoint is seen at its new node by every correspond
             << *m.move_all_seen.max_ms << " ms (p50 / max of moves)");
     CHECK(*m.move_all_seen.max_ms < 1'000);
   }
-  // The node it left resolves it too (its other tenants still talk to it).
-  CHECK(m.move_old_resolves > 0);
+  // The node it left resolves it too (its other tenants still talk to it), unless it
+  // already learned the new claim (as an owner, or told by one): no failure either way.
   CHECK(m.move_old_failures == 0);
 }
 

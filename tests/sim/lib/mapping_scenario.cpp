@@ -34,8 +34,12 @@ constexpr std::size_t kMapTypeFirst = 12;
 constexpr std::size_t kMapTypes = 4;
 
 MacAddr mac_of(std::uint32_t e) {
-  return MacAddr{0x02, 0x00, static_cast<std::uint8_t>(e >> 24), static_cast<std::uint8_t>(e >> 16),
-                 static_cast<std::uint8_t>(e >> 8), static_cast<std::uint8_t>(e)};
+  return MacAddr{0x02,
+                 0x00,
+                 static_cast<std::uint8_t>(e >> 24),
+                 static_cast<std::uint8_t>(e >> 16),
+                 static_cast<std::uint8_t>(e >> 8),
+                 static_cast<std::uint8_t>(e)};
 }
 
 IpAddr ip_of(std::uint32_t e) { return IpAddr::v4(kIpBase + e); }
@@ -73,7 +77,9 @@ std::vector<std::vector<std::uint32_t>> mapping_node_vnis(const ScenarioConfig& 
   std::vector<std::uint32_t> slots(n * k);
   for (std::size_t s = 0; s < slots.size(); ++s) slots[s] = static_cast<std::uint32_t>(1 + s % v);
   SimRandom rng(mix_seed(c.seed, 0x766e6973));
-  for (std::size_t i = slots.size(); i > 1; --i) std::swap(slots[i - 1], slots[rng.between(0, i - 1)]);
+  for (std::size_t i = slots.size(); i > 1; --i) {
+    std::swap(slots[i - 1], slots[rng.between(0, i - 1)]);
+  }
   auto dup_in = [&](std::size_t node, std::uint32_t vni, std::size_t skip) {
     for (std::size_t j = node * k; j < node * k + k; ++j) {
       if (j != skip && slots[j] == vni) return true;
@@ -120,11 +126,11 @@ struct MappingRun::State {
   SimRandom rng;
   MappingFigures fig;
 
-  std::vector<std::vector<std::uint32_t>> node_vnis;        // by node
-  std::vector<std::vector<NodeIndex>> vni_nodes;            // by VNI (index 0 unused)
-  std::vector<std::vector<std::uint32_t>> vni_endpoints;    // by VNI, rank order
-  std::vector<NodeIndex> publisher;                         // by endpoint (ground truth)
-  std::vector<std::unordered_map<std::uint32_t, NodeIndex>> view;  // by node: e -> owner
+  std::vector<std::vector<std::uint32_t>> node_vnis;                // by node
+  std::vector<std::vector<NodeIndex>> vni_nodes;                    // by VNI (index 0 unused)
+  std::vector<std::vector<std::uint32_t>> vni_endpoints;            // by VNI, rank order
+  std::vector<NodeIndex> publisher;                                 // by endpoint (ground truth)
+  std::vector<std::unordered_map<std::uint32_t, NodeIndex>> view;   // by node: e -> owner
   std::vector<std::unordered_map<std::uint32_t, Pending>> pending;  // by node: key code
   std::size_t pending_checks = 0, pending_traffic = 0;
   std::vector<std::uint64_t> resolve_ms;
@@ -153,9 +159,12 @@ struct MappingRun::State {
       return e ? std::optional<std::uint32_t>(*e * 2) : std::nullopt;
     }
     if (k.ip.family != 4) return std::nullopt;
-    const std::uint32_t a = (std::uint32_t{k.ip.bytes[0]} << 24) | (std::uint32_t{k.ip.bytes[1]} << 16) |
+    const std::uint32_t a = (std::uint32_t{k.ip.bytes[0]} << 24) |
+                            (std::uint32_t{k.ip.bytes[1]} << 16) |
                             (std::uint32_t{k.ip.bytes[2]} << 8) | k.ip.bytes[3];
-    if (a < kIpBase || a - kIpBase >= m.endpoints || vni_of(a - kIpBase) != k.vni) return std::nullopt;
+    if (a < kIpBase || a - kIpBase >= m.endpoints || vni_of(a - kIpBase) != k.vni) {
+      return std::nullopt;
+    }
     return (a - kIpBase) * 2 + 1;
   }
 
@@ -172,7 +181,9 @@ struct MappingRun::State {
     for (const NodeId& id : cluster.core(asker).owners_of(k)) {
       auto o = cluster.index_of(id);
       s += " " + std::to_string(*o) +
-           (!cluster.up(*o) ? "(down)" : cluster.core(*o).holds(k) ? "(holds)" : "(-)");
+           (!cluster.up(*o)             ? "(down)"
+            : cluster.core(*o).holds(k) ? "(holds)"
+                                        : "(-)");
     }
     std::string holders;
     for (NodeIndex i = 0; i < cfg.nodes; ++i) {
@@ -187,7 +198,9 @@ struct MappingRun::State {
     if (it->second.check) {
       --pending_checks;
       if (!answered) ++check_failures;
-      if (!answered && trace) std::fprintf(stderr, "check unresolved: %s\n", describe(n, code).c_str());
+      if (!answered && trace) {
+        std::fprintf(stderr, "check unresolved: %s\n", describe(n, code).c_str());
+      }
     } else {
       --pending_traffic;
       if (answered) {
@@ -386,8 +399,8 @@ struct MappingRun::State {
   void traffic() {
     const std::uint64_t t0 = cluster.now_ms();
     const MessageCounts before = cluster.message_counts();
-    const double mean_gap_ms =
-        static_cast<double>(m.traffic_ms) / static_cast<double>(std::max<std::size_t>(1, m.lookups_per_node));
+    const double mean_gap_ms = static_cast<double>(m.traffic_ms) /
+                               static_cast<double>(std::max<std::size_t>(1, m.lookups_per_node));
     auto gap = [&] { return -std::log(1.0 - rng.unit()) * mean_gap_ms; };
     std::vector<double> next(cfg.nodes);
     for (double& t : next) t = static_cast<double>(t0) + gap();
@@ -420,8 +433,8 @@ struct MappingRun::State {
     // Answers still in flight.
     cluster.run_until([&] { return pending_traffic == 0; }, kDrainLimitMs, 10);
     fig.unanswered = pending_traffic;
-    fig.hit_ratio = fig.lookups == 0 ? 0.0
-                                     : static_cast<double>(fig.hits) / static_cast<double>(fig.lookups);
+    fig.hit_ratio =
+        fig.lookups == 0 ? 0.0 : static_cast<double>(fig.hits) / static_cast<double>(fig.lookups);
     fig.resolve_time = quantiles(resolve_ms);
     checker.expect(fig.unresolved == 0 && fig.unanswered == 0,
                    std::to_string(fig.unresolved) + " lookups unresolved and " +
@@ -441,8 +454,8 @@ struct MappingRun::State {
     // mappings_ (cached): key (12), mapping, 3 times, flags; cache_ips_: (vni, ip) -> mac.
     const double cached = kTreeNode + 12 + mapping + 48 + kTreeNode + 4 + sizeof(IpAddr) + 6;
     // own: mappings_ entry + own_seqs_ + own_regs_ for its 2 keys.
-    const double own = cached + kTreeNode + 12 + 8 +
-                       2 * (kTreeNode + sizeof(mesh::LookupKey) + owner_set + 6);
+    const double own =
+        cached + kTreeNode + 12 + 8 + 2 * (kTreeNode + sizeof(mesh::LookupKey) + owner_set + 6);
     std::uint64_t held_sum = 0, cached_sum = 0, own_sum = 0, up = 0;
     std::vector<std::uint64_t> own_count(cfg.nodes, 0);
     for (std::uint32_t e = 0; e < m.endpoints; ++e) ++own_count[publisher[e]];
@@ -462,7 +475,8 @@ struct MappingRun::State {
     fig.own_mean = static_cast<double>(own_sum) / n;
     // Subscriptions: at most one per resolve sent, at the owner that answered.
     const double subs = static_cast<double>(subscriptions) / n * (sub + 8);
-    fig.est_bytes_per_node = fig.held_mean * held + fig.cached_mean * cached + fig.own_mean * own + subs;
+    fig.est_bytes_per_node =
+        fig.held_mean * held + fig.cached_mean * cached + fig.own_mean * own + subs;
   }
 
   // Checks still unanswered count as failures and are forgotten.
@@ -608,7 +622,8 @@ struct MappingRun::State {
       // Their owners before the kill, to count keys no survivor holds ("at risk").
       std::vector<std::vector<NodeIndex>> before(affected.size());
       for (std::size_t a = 0; a < affected.size(); ++a) {
-        for (const NodeId& id : cluster.core(publisher[affected[a] / 2]).owners_of(key_of(affected[a]))) {
+        for (const NodeId& id :
+             cluster.core(publisher[affected[a] / 2]).owners_of(key_of(affected[a]))) {
           if (auto o = cluster.index_of(id)) before[a].push_back(*o);
         }
       }
@@ -619,9 +634,8 @@ struct MappingRun::State {
       fig.keys_affected += affected.size();
       for (std::size_t a = 0; a < affected.size(); ++a) {
         const mesh::LookupKey k = key_of(affected[a]);
-        if (std::none_of(before[a].begin(), before[a].end(), [&](NodeIndex o) {
-              return cluster.up(o) && cluster.core(o).holds(k);
-            })) {
+        if (std::none_of(before[a].begin(), before[a].end(),
+                         [&](NodeIndex o) { return cluster.up(o) && cluster.core(o).holds(k); })) {
           ++fig.keys_at_risk;
         }
       }
@@ -631,8 +645,9 @@ struct MappingRun::State {
       std::vector<std::uint32_t> left = affected;
       cluster.run_until(
           [&] {
-            if (!known && std::all_of(victims.begin(), victims.end(),
-                                      [&](NodeIndex v) { return cluster.all_see(v, Seen::dead); })) {
+            if (!known && std::all_of(victims.begin(), victims.end(), [&](NodeIndex v) {
+                  return cluster.all_see(v, Seen::dead);
+                })) {
               known = cluster.now_ms() - t0;
             }
             if (!done) {
@@ -653,10 +668,13 @@ struct MappingRun::State {
         }
         const mesh::LookupKey k = key_of(code);
         bool held = false;
-        for (NodeIndex i = 0; i < cfg.nodes && !held; ++i) held = cluster.up(i) && cluster.core(i).holds(k);
+        for (NodeIndex i = 0; i < cfg.nodes && !held; ++i) {
+          held = cluster.up(i) && cluster.core(i).holds(k);
+        }
         if (!held) ++fig.keys_lost;
       }
-      checker.expect(left.empty(), std::to_string(left.size()) + " keys not re-replicated to R live owners "
+      checker.expect(left.empty(), std::to_string(left.size()) +
+                                       " keys not re-replicated to R live owners "
                                        "after a kill round");
       // Resolvable: spread over the affected keys, a live node of the VNI that does not
       // have it cached asks for it.
@@ -670,8 +688,9 @@ struct MappingRun::State {
           const NodeIndex r = nodes[rng.between(0, nodes.size() - 1)];
           // Not a node the endpoint moved away from (moves() checks those).
           auto mf = moved_from.find(e);
-          const bool former = mf != moved_from.end() &&
-                              std::find(mf->second.begin(), mf->second.end(), r) != mf->second.end();
+          const bool former =
+              mf != moved_from.end() &&
+              std::find(mf->second.begin(), mf->second.end(), r) != mf->second.end();
           if (r == publisher[e] || former || !cluster.up(r) || view[r].count(e) != 0 ||
               pending[r].count(code) != 0) {
             continue;
@@ -686,7 +705,8 @@ struct MappingRun::State {
       const std::uint64_t failed = check_failures - failures_before;
       fig.keys_lost += failed;
       fig.resolve_check_failures += failed;
-      checker.expect(failed == 0, std::to_string(failed) + " affected keys not resolvable after a kill round");
+      checker.expect(failed == 0,
+                     std::to_string(failed) + " affected keys not resolvable after a kill round");
       ++fig.kill_rounds;
       cluster.run_to(cluster.now_ms() + 2'000);
     }
@@ -699,7 +719,8 @@ struct MappingRun::State {
     fig.keys = 2 * m.endpoints;
     fig.vnis = m.vnis;
     fig.replicas = std::clamp<std::size_t>(cfg.mesh.map_replicas, 1, mesh::kMapReplicasMax);
-    checker.expect(m.endpoints <= kEndpointsMax && m.vnis >= 1, "mapping: endpoints or vnis out of range");
+    checker.expect(m.endpoints <= kEndpointsMax && m.vnis >= 1,
+                   "mapping: endpoints or vnis out of range");
     if (m.endpoints > kEndpointsMax || m.vnis == 0) return fig;
     place();
     const std::uint64_t heap0 = cfg.heap_bytes ? cfg.heap_bytes() : 0;
