@@ -243,11 +243,13 @@ TEST_CASE("forwarder tunnel: every check in order") {
   CHECK(h.fwd.on_tunnel_frame(kNodeA, chain, kVni, false, from_remote).kind == K::drop);
   // Right VNI, but the MAC belongs to node A, not B.
   CHECK(h.fwd.on_tunnel_frame(kNodeB, chain, kVni, true, from_remote).kind == K::drop);
-  // Unknown source MAC.
-  CHECK(h.fwd.on_tunnel_frame(kNodeA, chain, kVni, true,
-                              eth_frame(kLocal, kUnknown, kEtherTypeIpv4, {}))
-            .kind == K::drop);
-  // Known MAC, wrong VNI.
+  // Unknown source MAC: dropped, reported so the agent can resolve it and retry.
+  const auto unknown = h.fwd.on_tunnel_frame(kNodeA, chain, kVni, true,
+                                             eth_frame(kLocal, kUnknown, kEtherTypeIpv4, {}));
+  CHECK(unknown.kind == K::drop);
+  CHECK(unknown.src_unknown);
+  CHECK(unknown.src_mac == kUnknown);
+  // Known MAC, wrong VNI (not in the FIB for that VNI: unknown there too).
   CHECK(h.fwd.on_tunnel_frame(kNodeA, chain, kLonelyVni, true, from_remote).kind == K::drop);
   CHECK(h.fwd.on_tunnel_frame(kNodeA, chain, kVni, true, from_remote).kind == K::deliver);
   CHECK(h.fwd.on_tunnel_frame(kNodeA, chain_for({}, true), kVni, true, from_remote).kind ==
@@ -258,7 +260,8 @@ TEST_CASE("forwarder tunnel: every check in order") {
   want.drop_malformed = 1;
   want.drop_vni_not_allowed = 2;
   want.drop_vni_not_served = 1;
-  want.drop_src_not_owner = 3;
+  want.drop_src_not_owner = 1;
+  want.src_unresolved = 2;
   want.rx_delivered = 2;
   CHECK(counters_equal(h.fwd.counters(), want));
 }
