@@ -126,6 +126,10 @@ class Daemon {
   void deliver_tunnel_frame(std::uint64_t now_ms, const crypto::NodeId& sender,
                             const crypto::CertChain& chain, std::uint32_t vni, ByteSpan frame,
                             bool may_wait);
+  // Asks the mapping system for `key` and queues the frame until the answer; false if
+  // it cannot wait (negative answer cached, queues full): the caller floods or drops.
+  bool wait_for_mapping(std::uint64_t now_ms, const mesh::LookupKey& key, const PendingFrame& meta,
+                        ByteSpan frame);
   // Frames waiting for keys the mapping system answered (after the FIB is rebuilt).
   void replay_pending(std::uint64_t now_ms);
   // Every kTouchPeriod_ms: cached mappings that carried traffic are marked in use, so

@@ -88,22 +88,9 @@ void Daemon::forward_tap_frame(std::uint64_t now, std::uint32_t vni, std::size_t
   if (d.mac_miss || d.ip_miss.family != 0) {
     const mesh::LookupKey key = d.mac_miss ? mesh::LookupKey::of_mac(vni, d.miss_mac)
                                            : mesh::LookupKey::of_ip(vni, d.ip_miss);
-    const auto r = mesh_->resolve(now, key);
-    if (may_wait && (r == mesh::MeshCore::Lookup::requested || r == mesh::MeshCore::Lookup::cached)) {
-      // cached: the answer came in since the FIB was built; the replay after the
-      // rebuild finds it.
-      PendingFrame meta;
-      meta.vni = vni;
-      bool first = false;
-      if (pending_.add(key, meta, frame, now, first)) {
-        if (first) ++counters_.map_lookups;
-        if (r == mesh::MeshCore::Lookup::cached) {
-          answered_.push_back(key);
-          fib_dirty_ = true;
-        }
-        return;
-      }
-    }
+    PendingFrame meta;
+    meta.vni = vni;
+    if (may_wait && wait_for_mapping(now, key, meta, frame)) return;
     if (d.kind == dp::TapDecision::Kind::flood) ++counters_.map_lookup_floods;
   }
   switch (d.kind) {
@@ -135,6 +122,21 @@ void Daemon::flood_frame(std::uint64_t now, std::uint32_t vni, ByteSpan frame) {
     std::memcpy(flood_buf_.data() + kFrameOffset, frame.data(), frame.size());
     send_frame(now, node, vni, flood_buf_, frame.size());
   }
+}
+
+bool Daemon::wait_for_mapping(std::uint64_t now, const mesh::LookupKey& key, const PendingFrame& meta,
+                              ByteSpan frame) {
+  const auto r = mesh_->resolve(now, key);
+  if (r != mesh::MeshCore::Lookup::requested && r != mesh::MeshCore::Lookup::cached) return false;
+  bool first = false;
+  if (!pending_.add(key, meta, frame, now, first)) return false;
+  if (first) ++counters_.map_lookups;
+  if (r == mesh::MeshCore::Lookup::cached) {
+    // The answer came in since the FIB was built: the replay after the rebuild finds it.
+    answered_.push_back(key);
+    fib_dirty_ = true;
+  }
+  return true;
 }
 
 void Daemon::touch_used(std::uint64_t now) {

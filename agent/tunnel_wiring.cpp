@@ -71,22 +71,11 @@ void Daemon::deliver_tunnel_frame(std::uint64_t now, const crypto::NodeId& sende
     // A sender's endpoint we have not resolved: check its owner first (anti-spoofing),
     // the frame waits for the answer.
     const mesh::LookupKey key = mesh::LookupKey::of_mac(vni, d.src_mac);
-    const auto r = mesh_->resolve(now, key);
-    if (r == mesh::MeshCore::Lookup::requested || r == mesh::MeshCore::Lookup::cached) {
-      PendingFrame meta;
-      meta.from_tunnel = true;
-      meta.sender = sender;
-      meta.vni = vni;
-      bool first = false;
-      if (pending_.add(key, meta, frame, now, first)) {
-        if (first) ++counters_.map_lookups;
-        if (r == mesh::MeshCore::Lookup::cached) {
-          answered_.push_back(key);
-          fib_dirty_ = true;
-        }
-        return;
-      }
-    }
+    PendingFrame meta;
+    meta.from_tunnel = true;
+    meta.sender = sender;
+    meta.vni = vni;
+    if (wait_for_mapping(now, key, meta, frame)) return;
     ++counters_.rx_src_unresolved;
     return;
   }
