@@ -186,6 +186,10 @@ struct MeshCore::Impl {
   std::uint64_t next_map_rebalance_ms_ = 0;
   std::uint64_t next_map_sweep_ms_ = 0;
   std::uint64_t next_map_refresh_ms_ = 0;
+  // Own mappings registered once more kMapRegisterAgainMs after a change (registrations
+  // are not acknowledged; one lost at all R owners would otherwise wait for the
+  // refresh). Bound: cfg_.mappings_max (oldest first).
+  std::deque<std::pair<std::uint64_t, MapKey>> register_again_;
 
   // ---- queues
   BroadcastQueue broadcasts_;
@@ -422,6 +426,8 @@ inline constexpr std::size_t kNackEvidenceMax = 3;
 // A superseded own claim younger than this is a move (we claim above it once); older,
 // a duplicate (two nodes claim the MAC at once).
 inline constexpr std::uint64_t kMapFreshMs = 5'000;
+// A changed own mapping is registered again this long after the first time.
+inline constexpr std::uint64_t kMapRegisterAgainMs = 1'000;
 // Rebalance at most this often after membership changes (batches churn).
 inline constexpr std::uint64_t kMapRebalanceMs = 200;
 // Cache sweep (expiry, refresh of entries in use) period.

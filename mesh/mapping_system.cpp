@@ -209,6 +209,8 @@ void MeshCore::Impl::send_registers(std::map<NodeId, std::vector<Bytes>>& batche
 
 void MeshCore::Impl::register_own(std::uint64_t now, const EndpointMapping& m,
                                   const EndpointMapping* old) {
+  if (register_again_.size() >= cfg_.mappings_max) register_again_.pop_front();
+  register_again_.emplace_back(now + kMapRegisterAgainMs, MapKey{m.vni, m.mac});
   std::map<NodeId, std::vector<Bytes>> batches;
   const Bytes enc = encode_mapping(m);
   std::vector<LookupKey> keys = keys_of(m);
@@ -241,6 +243,7 @@ void MeshCore::Impl::register_own(std::uint64_t now, const EndpointMapping& m,
 
 std::uint64_t MeshCore::Impl::map_deadline() const {
   std::uint64_t t = std::min(next_map_sweep_ms_, next_map_refresh_ms_);
+  if (!register_again_.empty()) t = std::min(t, register_again_.front().first);
   if (next_map_rebalance_ms_ != 0) t = std::min(t, next_map_rebalance_ms_);
   for (const auto& [k, p] : pending_) t = std::min(t, p.deadline_ms);
   return t;
@@ -273,6 +276,23 @@ void MeshCore::Impl::map_tick(std::uint64_t now) {
     }
     pending_nonces_.erase(it->second.nonce);
     it = pending_.erase(it);
+  }
+  // The second registration of changed own mappings, to their current owners.
+  while (!register_again_.empty() && register_again_.front().first <= now) {
+    const MapKey k = register_again_.front().second;
+    register_again_.pop_front();
+    auto it = mappings_.find(k);
+    if (it == mappings_.end() || it->second.m.owner != self_.id()) continue;
+    std::map<NodeId, std::vector<Bytes>> batches;
+    const Bytes enc = encode_mapping(it->second.m);
+    for (const LookupKey& lk : keys_of(it->second.m)) {
+      const OwnerSet o = compute_owners(lk);
+      for (std::size_t i = 0; i < o.n; ++i) {
+        auto& b = batches[o.ids[i]];
+        if (b.empty() || b.back() != enc) b.push_back(enc);
+      }
+    }
+    send_registers(batches);
   }
   if (now >= next_map_sweep_ms_) {
     map_sweep(now);

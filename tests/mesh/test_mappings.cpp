@@ -653,10 +653,10 @@ TEST_CASE("mappings: registrations outside the owner's cert scope, or tampered, 
 }
 
 TEST_CASE("mappings: at 10% loss every resolve succeeds, retrying other owners") {
-  // Registrations are not acknowledged: one lost at all R owners of a key (p = 0.001
-  // per key here) waits for the registrant's refresh, shortened so the run sees one.
+  // Registrations are not acknowledged: a changed mapping is registered twice, 1 s
+  // apart (kMapRegisterAgainMs), so one lost at all R owners twice (p = 1e-6 per key
+  // here) is all that waits for the registrant's 5-minute refresh (default kept).
   MeshConfig cfg;
-  cfg.map_register_refresh_ms = 10'000;
   SimNet net(41, cfg);
   net.loss = 0.10;  // from the start: registrations are lost too
   const std::size_t n = 8, per_node = 4;
@@ -827,4 +827,34 @@ TEST_CASE("routes: set_routes checks scope, bound and prefixes; members see them
   CHECK(net.nodes[0]->core->member(id)->record.routes[0] == r);
   REQUIRE(core.set_routes(net.now, {}).ok());
   REQUIRE(net.run_until([&] { return seen(0, 0) && seen(2, 0); }, 3'000));
+}
+
+TEST_CASE("mappings: a first registration lost at every owner is sent again within a second") {
+  SimNet net(44);
+  start_mesh(net, 8);
+  const MacAddr mac{2, 0, 0, 0, 0x44, 0x44};
+  const LookupKey key = LookupKey::of_mac(kVni, mac);
+  std::size_t dropped = 0;
+  net.drop_if = [&](std::size_t from, std::size_t, const Bytes& payload) {
+    auto msg = decode_message(payload, codec::Limits{});
+    const bool reg = from == 1 && msg.ok() && std::holds_alternative<MapRegister>(msg.value());
+    if (reg) ++dropped;
+    return reg;
+  };
+  publish(net, 1, mac, {});
+  net.step(200);  // the first registration is lost at all R owners
+  net.drop_if = nullptr;
+  REQUIRE(dropped >= 1);
+  for (std::size_t o : owners(net, 0, key)) {
+    if (o != 1) CHECK_FALSE(net.nodes[o]->core->holds(key));
+  }
+  // Not the 5-minute refresh: the second registration, kMapRegisterAgainMs later.
+  auto t = net.run_until([&] {
+    for (std::size_t o : owners(net, 0, key)) {
+      if (!net.nodes[o]->core->holds(key)) return false;
+    }
+    return true;
+  }, 2'000);
+  REQUIRE(t.has_value());
+  MESSAGE("held by every owner " << *t << " ms after the lost registration");
 }
