@@ -13,11 +13,6 @@ namespace {
 
 using json = nlohmann::json;
 
-json with_ok(json j) {
-  j["ok"] = true;
-  return j;
-}
-
 json locators_json(const std::vector<Locator>& locs) {
   json a = json::array();
   for (const auto& l : locs) a.push_back(l.str());

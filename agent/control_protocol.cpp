@@ -183,6 +183,11 @@ nlohmann::json error_response(int code, const std::string& message) {
   return json{{"ok", false}, {"code", code}, {"error", message}};
 }
 
+nlohmann::json with_ok(nlohmann::json j) {
+  j["ok"] = true;
+  return j;
+}
+
 std::string dump_line(const nlohmann::json& j) {
   return j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
 }

@@ -44,6 +44,8 @@ nlohmann::json encode_control_request(const ControlRequest& r);
 
 nlohmann::json ok_response();
 nlohmann::json error_response(int code, const std::string& message);
+// A successful response: `j` with "ok": true.
+nlohmann::json with_ok(nlohmann::json j);
 // One line, never throws (invalid UTF-8 is replaced).
 std::string dump_line(const nlohmann::json& j);
 

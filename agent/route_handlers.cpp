@@ -15,11 +15,6 @@ namespace {
 
 using json = nlohmann::json;
 
-json with_ok(json j) {
-  j["ok"] = true;
-  return j;
-}
-
 bool same_route(const mesh::RouteAnnouncement& a, const mesh::RouteAnnouncement& b) {
   return a.vni == b.vni && a.prefix == b.prefix;
 }
