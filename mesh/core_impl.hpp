@@ -299,11 +299,10 @@ struct MeshCore::Impl {
   void send_join_requests(std::uint64_t now);
   // include_members: every member, or with `buckets` only those whose id starts
   // with a byte set there.
-  void send_members_and_mappings(const NodeId& to, bool as_join_accept,
-                                 const std::vector<const EndpointMapping*>& maps,
-                                 bool include_members, bool want_locals = false,
-                                 bool include_revocations = false,
-                                 const std::bitset<kMemberBuckets>* buckets = nullptr);
+  // A join accept (first message) or pushes, split to fit message_bytes_max.
+  void send_members(const NodeId& to, bool as_join_accept, bool include_members,
+                    bool include_revocations = false,
+                    const std::bitset<kMemberBuckets>* buckets = nullptr);
   void reap(std::uint64_t now);
   void refute(std::uint64_t now, std::uint64_t heard_inc);
 
@@ -355,6 +354,10 @@ struct MeshCore::Impl {
   // `old`: the previous version, whose IP keys' owners must hear it lost those IPs.
   void register_own(std::uint64_t now, const EndpointMapping& m, const EndpointMapping* old);
   void send_registers(std::map<NodeId, std::vector<Bytes>>& batches);
+  // Queues `enc` (one encoded mapping) for each owner in `o`, once per owner even when
+  // several keys of the mapping share it (keys are added one mapping at a time).
+  static void add_to_owners(std::map<NodeId, std::vector<Bytes>>& batches, const OwnerSet& o,
+                            const Bytes& enc);
   MeshCore::Lookup resolve(std::uint64_t now, const LookupKey& k);
   void send_lookup(std::uint64_t now, const LookupKey& k, PendingLookup& p);
   std::size_t other_owners(const LookupKey& k) const;  // owners of k but us: lookup tries

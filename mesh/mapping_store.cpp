@@ -232,8 +232,7 @@ void MeshCore::Impl::on_sync_request(std::uint64_t now, const NodeId& from, cons
       m.revocations_digest.has_value() && *m.revocations_digest != revocations_digest_;
   // vni_digests (mappings compared by push-pull before issue 4) are ignored.
   if (push_members || revocations_differ) {
-    send_members_and_mappings(from, false, {}, push_members, false, revocations_differ,
-                              &push_buckets);
+    send_members(from, false, push_members, revocations_differ, &push_buckets);
   }
   // Push-pull: ask for their side of whatever differed (once; the reply does not ask
   // back), with our buckets if members differ. A request that had no buckets is

@@ -80,6 +80,14 @@ void add_sub(std::vector<std::pair<NodeId, std::uint64_t>>& subs, const NodeId& 
 
 }  // namespace
 
+void MeshCore::Impl::add_to_owners(std::map<NodeId, std::vector<Bytes>>& batches, const OwnerSet& o,
+                                   const Bytes& enc) {
+  for (std::size_t i = 0; i < o.n; ++i) {
+    auto& b = batches[o.ids[i]];
+    if (b.empty() || b.back() != enc) b.push_back(enc);
+  }
+}
+
 bool claim_beats(const EndpointMapping& in, const EndpointMapping& cur) {
   if (same_claim(in, cur)) return in.seq > cur.seq;
   if (in.removed) return false;  // only its own claim's tombstone beats a claim
@@ -221,10 +229,7 @@ void MeshCore::Impl::register_own(std::uint64_t now, const EndpointMapping& m,
   }
   for (const LookupKey& k : keys) {
     OwnerSet o = compute_owners(k);
-    for (std::size_t i = 0; i < o.n; ++i) {
-      auto& b = batches[o.ids[i]];
-      if (b.empty() || b.back() != enc) b.push_back(enc);
-    }
+    add_to_owners(batches, o, enc);
     // Keys the mapping no longer has (an IP removed) are told once, not tracked.
     const bool current = m.removed ? false
                                    : (!k.is_ip() || holds_ip(m, k.ip));
@@ -285,13 +290,7 @@ void MeshCore::Impl::map_tick(std::uint64_t now) {
     if (it == mappings_.end() || it->second.m.owner != self_.id()) continue;
     std::map<NodeId, std::vector<Bytes>> batches;
     const Bytes enc = encode_mapping(it->second.m);
-    for (const LookupKey& lk : keys_of(it->second.m)) {
-      const OwnerSet o = compute_owners(lk);
-      for (std::size_t i = 0; i < o.n; ++i) {
-        auto& b = batches[o.ids[i]];
-        if (b.empty() || b.back() != enc) b.push_back(enc);
-      }
-    }
+    for (const LookupKey& lk : keys_of(it->second.m)) add_to_owners(batches, compute_owners(lk), enc);
     send_registers(batches);
   }
   if (now >= next_map_sweep_ms_) {
@@ -307,10 +306,7 @@ void MeshCore::Impl::map_tick(std::uint64_t now) {
       for (const LookupKey& lk : keys_of(e.m)) {
         const OwnerSet o = compute_owners(lk);
         own_regs_[lk] = OwnReg{o, e.m.mac};
-        for (std::size_t i = 0; i < o.n; ++i) {
-          auto& b = batches[o.ids[i]];
-          if (b.empty() || b.back() != enc) b.push_back(enc);
-        }
+        add_to_owners(batches, o, enc);
       }
     }
     send_registers(batches);

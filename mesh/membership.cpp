@@ -369,32 +369,29 @@ void MeshCore::Impl::on_join_request(std::uint64_t now, const NodeId& from, cons
   apply_member(now, MemberEntry{req.record, MemberState::alive, req.incarnation, req.proof},
                !req.proof.has_value());
   if (members_.count(from) == 0) return;  // refused by the over-use rule, or table full
-  send_members_and_mappings(from, true, {}, true, false, true);
+  send_members(from, true, true, true);
 }
 
-void MeshCore::Impl::send_members_and_mappings(const NodeId& to, bool as_join_accept,
-                                               const std::vector<const EndpointMapping*>& maps,
-                                               bool include_members, bool want_locals,
-                                               bool include_revocations,
-                                               const std::bitset<kMemberBuckets>* buckets) {
-  // Room for the header and two array headers.
+void MeshCore::Impl::send_members(const NodeId& to, bool as_join_accept, bool include_members,
+                                  bool include_revocations,
+                                  const std::bitset<kMemberBuckets>* buckets) {
+  // Room for the header and the array headers. Mappings no longer travel here (their
+  // owners hold them, mapping_system.cpp): the mapping lists go out empty.
   const std::size_t budget = cfg_.message_bytes_max > 64 ? cfg_.message_bytes_max - 64 : 0;
   std::vector<Bytes> mem;
-  std::vector<Bytes> map;
   std::vector<Bytes> rev;
   std::size_t used = 0;
   bool first = true;
   auto flush = [&] {
-    send(to, first && as_join_accept ? encode_join_accept(mem, map, rev)
-                                     : encode_push(mem, map, first && want_locals, rev));
+    send(to, first && as_join_accept ? encode_join_accept(mem, {}, rev)
+                                     : encode_push(mem, {}, false, rev));
     first = false;
     mem.clear();
-    map.clear();
     rev.clear();
     used = 0;
   };
   auto add = [&](std::vector<Bytes>& list, Bytes b) {
-    if (used + b.size() > budget && (!mem.empty() || !map.empty() || !rev.empty())) flush();
+    if (used + b.size() > budget && (!mem.empty() || !rev.empty())) flush();
     used += b.size();
     list.push_back(std::move(b));
   };
@@ -412,8 +409,7 @@ void MeshCore::Impl::send_members_and_mappings(const NodeId& to, bool as_join_ac
       if (wanted(id)) add(mem, encode_member(entry_of(m)));
     }
   }
-  for (const EndpointMapping* m : maps) add(map, encode_mapping(*m));
-  if (first || !mem.empty() || !map.empty() || !rev.empty()) flush();
+  if (first || !mem.empty() || !rev.empty()) flush();
 }
 
 void MeshCore::Impl::on_join_accept(std::uint64_t now, const NodeId& from, const JoinAccept& m) {
