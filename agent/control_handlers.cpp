@@ -282,6 +282,7 @@ json Daemon::peers_json() const {
                          {"token_id", to_hex(m.record.chain.node.token_id)},
                          {"session", session},
                          {"endpoint", s && s->endpoint ? json(s->endpoint->str()) : json(nullptr)},
+                         {"cipher", s && s->session_up ? json(std::string(crypto::aead_alg_name(s->cipher))) : json(nullptr)},
                          {"rx_bytes", s ? s->rx_bytes : 0},
                          {"tx_bytes", s ? s->tx_bytes : 0}});
   }

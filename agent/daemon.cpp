@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <csignal>
+#include <cstdlib>
 #include <cstdio>
 #include <cstring>
 
@@ -69,10 +70,6 @@ int Daemon::run(DaemonOptions opt) {
 Daemon::Daemon(DaemonOptions opt) : opt_(std::move(opt)) {
   uv_loop_init(&loop_);
   loop_ready_ = true;
-  rx_storage_.resize(kUdpRxBatch * wire::kMaxDatagram);
-  for (std::size_t i = 0; i < kUdpRxBatch; ++i) {
-    rx_bufs_[i] = std::span<std::uint8_t>(rx_storage_.data() + i * wire::kMaxDatagram, wire::kMaxDatagram);
-  }
   tap_buf_.resize(kPacketBufLen);
   flood_buf_.resize(kPacketBufLen);
   reply_buf_.resize(2048);
@@ -164,14 +161,23 @@ int Daemon::start() {
   listen_ = listen ? *listen : *Locator::parse(kDefaultListen);
   locators_ = advertised_locators(listen_);
   if (locators_.empty()) spdlog::warn("no usable underlay address found; other nodes cannot reach this one");
-  if (auto s = udp_.open(listen_); !s) {
-    fail_line(s.error().message);
-    return 1;
-  }
+  if (int rc = start_dataplane(); rc != 0) return rc;
 
   const std::uint64_t now = now_ms();
   started_ms_ = now;
-  tunnel_ = std::make_unique<crypto::TunnelManager>(local_identity(id_), crypto::TunnelConfig{}, rng_);
+  crypto::TunnelConfig tcfg;
+  if (const char* c = std::getenv("MESHD_CIPHERS"); c != nullptr && *c != 0) {
+    auto list = crypto::parse_cipher_list(c);
+    if (!list) {
+      fail_line(std::string("MESHD_CIPHERS=") + c + ": expected auto, aes-256-gcm, chacha20-poly1305 or a comma list");
+      return 2;
+    }
+    tcfg.ciphers = std::move(*list);
+  }
+  std::string names;
+  for (auto a : tcfg.ciphers) names += (names.empty() ? "" : ", ") + std::string(crypto::aead_alg_name(a));
+  spdlog::log(joining_ ? spdlog::level::debug : spdlog::level::info, "transport ciphers, preferred first: {}", names);
+  tunnel_ = std::make_unique<crypto::TunnelManager>(local_identity(id_), tcfg, rng_);
   const auto node_key = crypto::SigningKey::from_seed(id_.node_seed);
   mesh::NodeRecord self;
   self.chain = id_.chain;
@@ -188,7 +194,9 @@ int Daemon::start() {
   self.sign(node_key);
   mesh_ = std::make_unique<mesh::MeshCore>(mesh_cfg_, node_key, id_.root_pub, std::move(self),
                                            rng_, store_.get(), now);
-  devices_ = std::make_unique<dp::VniDevices>(static_cast<unsigned>(wire::kDefaultTenantMtu));
+  devices_ = std::make_unique<dp::VniDevices>(
+      static_cast<unsigned>(wire::kDefaultTenantMtu),
+      dp::TapOptions{dataplane_->options().workers, dataplane_->options().offload});
 
   control_ = std::make_unique<ControlServer>(
       &loop_, [this](const ControlRequest& r, ControlServer::Respond respond) { on_control(r, std::move(respond)); });
@@ -198,11 +206,13 @@ int Daemon::start() {
   }
 
   // From here on nothing fails: open every handle at once so stop() closes them all.
-  uv_poll_init(&loop_, &udp_poll_, udp_.fd());
-  udp_poll_.data = this;
-  uv_poll_start(&udp_poll_, UV_READABLE, [](uv_poll_t* h, int status, int) {
-    if (status == 0) static_cast<Daemon*>(h->data)->on_udp_readable();
-  });
+  uv_async_init(&loop_, &slow_async_, [](uv_async_t* h) { static_cast<Daemon*>(h->data)->on_slow_items(); });
+  slow_async_.data = this;
+  {
+    std::vector<int> fds{udp_.fd()};
+    for (const auto& s : worker_udp_) fds.push_back(s->fd());
+    if (auto s = dataplane_->start(fds); !s) spdlog::error("data plane: {}", s.error().message);
+  }
   for (uv_timer_t* t : {&tunnel_timer_, &mesh_timer_, &join_timer_, &leave_timer_}) {
     uv_timer_init(&loop_, t);
     t->data = this;
@@ -268,10 +278,12 @@ void Daemon::stop(int exit_code) {
   exit_code_ = exit_code;
   if (control_) control_->close();
   if (!handles_open_) return;
+  // Workers first: then nothing reads the TAPs or sockets any more.
+  if (dataplane_) dataplane_->stop();
   std::vector<std::uint32_t> vnis;
-  for (auto& [vni, _] : tap_watches_) vnis.push_back(vni);
+  for (auto vni : tap_watches_) vnis.push_back(vni);
   for (auto vni : vnis) unwatch_tap(vni);
-  uv_close(reinterpret_cast<uv_handle_t*>(&udp_poll_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&slow_async_), nullptr);
   for (uv_timer_t* t : {&tunnel_timer_, &mesh_timer_, &join_timer_, &leave_timer_}) {
     uv_close(reinterpret_cast<uv_handle_t*>(t), nullptr);
   }
@@ -304,7 +316,9 @@ void Daemon::arm_timer(uv_timer_t* t, std::uint64_t deadline_ms, std::uint64_t n
 }
 
 void Daemon::rearm_timers(std::uint64_t now) {
-  arm_timer(&tunnel_timer_, tunnel_->poll_timeout(), now);
+  // Data the workers carry bypasses the tunnel manager: its timers (keepalive, rekey)
+  // look at the sessions at least once a second.
+  arm_timer(&tunnel_timer_, std::min(tunnel_->poll_timeout(), now + 1000), now);
   arm_timer(&mesh_timer_, mesh_->poll_timeout(), now);
 }
 
@@ -362,7 +376,7 @@ void Daemon::begin_leave(ControlServer::Respond respond) {
 
 void Daemon::finish_leave() {
   std::vector<std::uint32_t> vnis;
-  for (auto& [vni, _] : tap_watches_) vnis.push_back(vni);
+  for (auto vni : tap_watches_) vnis.push_back(vni);
   for (auto vni : vnis) unwatch_tap(vni);
   auto st = devices_->teardown(attachments_);
   if (!st) spdlog::error("removing devices: {}", st.error().message);

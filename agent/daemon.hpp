@@ -22,6 +22,7 @@
 #include <nlohmann/json.hpp>
 
 #include "agent/clock.hpp"
+#include "agent/dp_worker.hpp"
 #include "agent/control.hpp"
 #include "agent/os_random.hpp"
 #include "agent/store.hpp"
@@ -37,8 +38,6 @@ namespace meshd::agent {
 
 inline constexpr std::uint64_t kJoinTimeout_ms = 30'000;
 inline constexpr std::uint64_t kLeaveDrain_ms = 1'000;
-inline constexpr std::size_t kTapBurstMax = 64;      // frames per TAP wakeup
-inline constexpr std::size_t kUdpRoundsMax = 8;      // recvmmsg batches per wakeup
 inline constexpr std::size_t kPumpRoundsMax = 32;    // event/transmit drain rounds per input
 inline constexpr std::uint64_t kTouchPeriod_ms = 10'000;
 // A data buffer: transport header headroom, inner header, frame, tag.
@@ -56,8 +55,7 @@ struct DaemonOptions {
 };
 
 struct AgentCounters {
-  std::uint64_t udp_rx_datagrams = 0;
-  std::uint64_t tap_rx_frames = 0, tap_tx_frames = 0, tap_write_errors = 0;
+  std::uint64_t tap_tx_frames = 0, tap_write_errors = 0;  // control thread's writes
   std::uint64_t drop_inner_header = 0;    // plaintext shorter than the inner header
   std::uint64_t drop_no_chain = 0;        // data/control from a peer without a verified chain
   std::uint64_t drop_no_session = 0;      // tunnel refused a frame (unknown peer)
@@ -94,7 +92,8 @@ class Daemon {
   std::uint64_t now_ms() const { return clock_.now_ms(); }
 
   // tunnel_wiring.cpp
-  void on_udp_readable();
+  // Work the data-plane workers handed over (handshakes, gossip, misses, floods).
+  void on_slow_items();
   void on_datagram(std::uint64_t now_ms, const Locator& from, std::span<std::uint8_t> datagram);
   void on_plaintext(std::uint64_t now_ms, const crypto::NodeId& peer, std::span<std::uint8_t> plain);
   void flush_tunnel_transmits();
@@ -102,6 +101,10 @@ class Daemon {
   const crypto::CertChain* chain_for(const crypto::NodeId& peer);
   // Inputs done: drain both cores until quiet, publish the FIB if it changed, re-arm.
   void pump(std::uint64_t now_ms);
+  // Gives the workers a new view if the FIB, sessions, chains or TAPs changed.
+  void publish_view();
+  // dp_setup.cpp: the workers' sockets and threads (start), their options.
+  int start_dataplane();
 
   // mesh_wiring.cpp
   bool drain_mesh(std::uint64_t now_ms);
@@ -116,7 +119,6 @@ class Daemon {
   // data_path.cpp
   void watch_tap(std::uint32_t vni);
   void unwatch_tap(std::uint32_t vni);
-  void on_tap_readable(std::uint32_t vni);
   // The frame at tap_buf_[kFrameOffset], `len` bytes, read from the TAP of `vni`.
   // may_wait: a miss may wait for the mapping system (false for replays).
   void forward_tap_frame(std::uint64_t now_ms, std::uint32_t vni, std::size_t len, bool may_wait);
@@ -179,15 +181,25 @@ class Daemon {
   std::unique_ptr<mesh::MeshCore> mesh_;
   std::unique_ptr<dp::VniDevices> devices_;
   dp::Forwarder forwarder_;
-  UdpSocket udp_;
+  UdpSocket udp_;  // worker 0's socket; the control thread sends on it too
+  std::vector<std::unique_ptr<UdpSocket>> worker_udp_;  // workers 1..N-1
+  std::unique_ptr<DataPlane> dataplane_;
+  uv_async_t slow_async_{};
+  std::vector<SlowItem> slow_items_;
+  // What the last published view was built from.
+  dp::FibPtr view_fib_;
+  std::shared_ptr<const crypto::DataSessions> view_sessions_;
+  std::shared_ptr<const ChainMap> view_chains_ = std::make_shared<const ChainMap>();
+  std::shared_ptr<const std::unordered_map<std::uint32_t, TapRef>> view_taps_ =
+      std::make_shared<const std::unordered_map<std::uint32_t, TapRef>>();
+  bool chains_dirty_ = false;
+  bool taps_dirty_ = false;
   std::unique_ptr<ControlServer> control_;
 
-  uv_poll_t udp_poll_{};
   uv_timer_t tunnel_timer_{}, mesh_timer_{}, join_timer_{}, leave_timer_{};
   uv_signal_t sigint_{}, sigterm_{};
   bool handles_open_ = false;
-  struct TapWatch;
-  std::map<std::uint32_t, TapWatch*> tap_watches_;
+  std::set<std::uint32_t> tap_watches_;  // VNIs whose TAP the workers read
 
   std::vector<dp::Attachment> attachments_;
   std::unordered_map<crypto::NodeId, crypto::CertChain, crypto::NodeIdHash> chains_;
@@ -205,8 +217,6 @@ class Daemon {
   AgentCounters counters_;
 
   // Preallocated packet buffers (data path never allocates per packet).
-  std::vector<std::uint8_t> rx_storage_;            // kUdpRxBatch datagrams
-  std::array<std::span<std::uint8_t>, kUdpRxBatch> rx_bufs_{};
   std::vector<std::uint8_t> tap_buf_, flood_buf_, reply_buf_, ctl_buf_;
 
   // Mapping system: frames waiting for an answer, answers to act on after the rebuild.

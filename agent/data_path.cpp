@@ -9,12 +9,6 @@
 
 namespace meshd::agent {
 
-struct Daemon::TapWatch {
-  uv_poll_t poll{};
-  Daemon* daemon = nullptr;
-  std::uint32_t vni = 0;
-};
-
 namespace {
 constexpr std::size_t kFrameOffset = wire::kTransportHeaderLen + wire::kInnerHeaderLen;
 }  // namespace
@@ -22,26 +16,21 @@ constexpr std::size_t kFrameOffset = wire::kTransportHeaderLen + wire::kInnerHea
 void Daemon::watch_tap(std::uint32_t vni) {
   if (stopping_ || tap_watches_.count(vni)) return;
   const dp::TapDevice* tap = devices_->tap(vni);
-  if (!tap) return;
-  auto* w = new TapWatch{};
-  w->daemon = this;
-  w->vni = vni;
-  uv_poll_init(&loop_, &w->poll, tap->fd());
-  w->poll.data = w;
-  uv_poll_start(&w->poll, UV_READABLE, [](uv_poll_t* h, int status, int) {
-    auto* tw = static_cast<TapWatch*>(h->data);
-    if (status == 0) tw->daemon->on_tap_readable(tw->vni);
-  });
-  tap_watches_.emplace(vni, w);
+  if (!tap || !dataplane_) return;
+  tap_watches_.insert(vni);
+  taps_dirty_ = true;
+  publish_view();
+  dataplane_->add_tap(vni, *tap);
 }
 
 void Daemon::unwatch_tap(std::uint32_t vni) {
-  auto it = tap_watches_.find(vni);
-  if (it == tap_watches_.end()) return;
-  // Close the poll before the TAP fd goes away (remove_vni / teardown).
-  uv_close(reinterpret_cast<uv_handle_t*>(&it->second->poll),
-           [](uv_handle_t* h) { delete static_cast<TapWatch*>(h->data); });
-  tap_watches_.erase(it);
+  if (!tap_watches_.erase(vni)) return;
+  const dp::TapDevice* tap = devices_->tap(vni);
+  if (!tap || !dataplane_) return;
+  // The workers must let go of the TAP's fds before it is closed (remove_vni, teardown).
+  taps_dirty_ = true;
+  publish_view();
+  dataplane_->remove_tap(vni, *tap);
 }
 
 void Daemon::send_frame(std::uint64_t now, const crypto::NodeId& to, std::uint32_t vni,
@@ -59,22 +48,6 @@ void Daemon::send_frame(std::uint64_t now, const crypto::NodeId& to, std::uint32
   if (!tunnel_->send(now, to, ByteSpan(buf.data() + wire::kTransportHeaderLen, plain_len))) {
     ++counters_.drop_no_session;
   }
-}
-
-void Daemon::on_tap_readable(std::uint32_t vni) {
-  const dp::TapDevice* tap = devices_->tap(vni);
-  if (!tap || stopping_) return;
-  const std::uint64_t now = now_ms();
-  const std::span<std::uint8_t> buf(tap_buf_);
-  const auto frame_area = buf.subspan(kFrameOffset, kFrameMax);
-  for (std::size_t i = 0; i < kTapBurstMax; ++i) {
-    const long n = tap->read(frame_area);
-    if (n <= 0) break;
-    ++counters_.tap_rx_frames;
-    forward_tap_frame(now, vni, static_cast<std::size_t>(n), true);
-  }
-  // Handshakes, queued sends or map-requests may have been started.
-  pump(now);
 }
 
 void Daemon::forward_tap_frame(std::uint64_t now, std::uint32_t vni, std::size_t len, bool may_wait) {
@@ -143,8 +116,8 @@ void Daemon::touch_used(std::uint64_t now) {
   if (now < next_touch_ms_) return;
   next_touch_ms_ = now + kTouchPeriod_ms;
   for (const auto& [key, ep] : forwarder_.fib()->remote_macs) {
-    if (ep.used == 0) continue;
-    ep.used = 0;
+    if (ep.used.load(std::memory_order_relaxed) == 0) continue;
+    ep.used.store(0, std::memory_order_relaxed);
     mesh_->touch(now, key.vni, key.mac);
   }
 }

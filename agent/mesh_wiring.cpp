@@ -121,6 +121,7 @@ void Daemon::on_mesh_event(std::uint64_t, mesh::MeshEvent& ev) {
                    ev.reason.empty() ? "refused by the mesh" : ev.reason);
       tunnel_->refuse(ev.node);
       chains_.erase(ev.node);
+      chains_dirty_ = true;
       fib_dirty_ = true;
       break;
     case K::node_revoked:
@@ -133,6 +134,7 @@ void Daemon::on_mesh_event(std::uint64_t, mesh::MeshEvent& ev) {
       spdlog::info("node revoked: {}", ev.member ? member_label(*ev.member) : crypto::node_id_short(ev.node));
       tunnel_->refuse(ev.node);
       chains_.erase(ev.node);
+      chains_dirty_ = true;
       tunnel_peers_.erase(ev.node);
       store_->del_contact(ev.node);
       fib_dirty_ = true;

@@ -5,24 +5,27 @@ namespace meshd::agent {
 
 nlohmann::json Daemon::counters_json() const {
   nlohmann::json c = nlohmann::json::object();
+  // The workers carry most frames; the control thread the rest (slow path).
+  const WorkerCounters w = dataplane_ ? dataplane_->counters() : WorkerCounters{};
   const auto& t = tunnel_->counters();
   c["tunnel_rx_datagrams"] = t.rx_datagrams;
   c["tunnel_tx_datagrams"] = t.tx_datagrams;
-  c["tunnel_rx_bytes"] = t.rx_bytes;
-  c["tunnel_tx_bytes"] = t.tx_bytes;
+  c["tunnel_rx_bytes"] = t.rx_bytes + w.tunnel_rx_bytes;
+  c["tunnel_tx_bytes"] = t.tx_bytes + w.tunnel_tx_bytes;
   c["tunnel_handshakes_completed"] = t.handshakes_completed;
   c["tunnel_drop_malformed"] = t.drop_malformed;
   c["tunnel_drop_bad_mac"] = t.drop_bad_mac;
   c["tunnel_drop_handshake_failed"] = t.drop_handshake_failed;
   c["tunnel_drop_bad_cert"] = t.drop_bad_cert;
   c["tunnel_drop_unknown_index"] = t.drop_unknown_index;
-  c["tunnel_drop_decrypt"] = t.drop_decrypt;
-  c["tunnel_drop_replay"] = t.drop_replay;
+  c["tunnel_drop_decrypt"] = t.drop_decrypt + w.drop_decrypt;
+  c["tunnel_drop_replay"] = t.drop_replay + w.drop_replay;
   c["tunnel_drop_rate_limited"] = t.drop_rate_limited;
   c["tunnel_drop_queue_full"] = t.drop_queue_full;
   c["tunnel_drop_peers_full"] = t.drop_peers_full;
   c["tunnel_drop_outbox_full"] = t.drop_outbox_full;
   c["tunnel_drop_handshake_timeout"] = t.drop_handshake_timeout;
+  c["tunnel_drop_no_cipher"] = t.drop_no_cipher;
 
   const auto& m = mesh_->counters();
   c["mesh_rx_messages"] = m.rx_messages;
@@ -70,7 +73,8 @@ nlohmann::json Daemon::counters_json() const {
   c["map_frames_drop_full"] = p.drop_full;
   c["map_frames_drop_aged"] = p.drop_aged;
 
-  const auto& f = forwarder_.counters();
+  dp::ForwarderCounters f = forwarder_.counters();
+  f += w.fwd;
   c["fwd_tx_unicast"] = f.tx_unicast;
   c["fwd_tx_flood"] = f.tx_flood;
   c["fwd_arp_proxied"] = f.arp_proxied;
@@ -88,14 +92,26 @@ nlohmann::json Daemon::counters_json() const {
   // (it floods frames for MACs it has not learned yet to the TAP too).
   c["fwd_dst_local_skipped"] = f.drop_dst_local;
 
-  c["udp_rx_datagrams"] = counters_.udp_rx_datagrams;
-  c["udp_rx_truncated"] = udp_.rx_truncated();
-  c["udp_rx_errors"] = udp_.rx_errors();
-  c["udp_tx_errors"] = udp_.tx_errors();
-  c["tap_rx_frames"] = counters_.tap_rx_frames;
-  c["tap_tx_frames"] = counters_.tap_tx_frames;
-  c["tap_write_errors"] = counters_.tap_write_errors;
-  c["drop_inner_header"] = counters_.drop_inner_header;
+  c["udp_rx_datagrams"] = w.udp_rx_datagrams;
+  c["udp_rx_gro_batches"] = w.udp_rx_gro_batches;
+  c["udp_rx_truncated"] = w.udp_rx_truncated;
+  c["udp_rx_errors"] = w.udp_rx_errors;
+  c["udp_tx_datagrams"] = w.udp_tx_datagrams;
+  c["udp_tx_gso_sends"] = w.udp_tx_gso_sends;
+  c["udp_tx_errors"] = udp_.tx_errors() + w.udp_tx_errors;
+  c["tap_rx_frames"] = w.tap_rx_frames;
+  c["tap_rx_super_frames"] = w.tap_rx_super;
+  c["tap_segments"] = w.tap_segments;
+  c["tap_drop_gso"] = w.tap_drop_gso;
+  c["tap_tx_frames"] = counters_.tap_tx_frames + w.tap_tx_frames;
+  c["tap_tx_super_frames"] = w.tap_tx_super;
+  c["tap_coalesced_segments"] = w.tap_coalesced;
+  c["tap_write_errors"] = counters_.tap_write_errors + w.tap_write_errors;
+  c["dp_slow_path"] = w.slow_path;
+  c["dp_slow_drop_full"] = w.slow_drop_full;
+  c["dp_icmp_too_big"] = w.icmp_too_big;
+  c["dp_drop_oversize"] = w.drop_oversize;
+  c["drop_inner_header"] = counters_.drop_inner_header + w.drop_inner_header;
   c["drop_no_chain"] = counters_.drop_no_chain;
   c["drop_no_session"] = counters_.drop_no_session;
   c["mesh_tx_no_peer"] = counters_.mesh_tx_no_peer;

@@ -7,19 +7,7 @@
 
 namespace meshd::agent {
 
-void Daemon::on_udp_readable() {
-  const std::uint64_t now = now_ms();
-  std::array<UdpSocket::Datagram, kUdpRxBatch> got{};
-  for (std::size_t round = 0; round < kUdpRoundsMax; ++round) {
-    const std::size_t n = udp_.recv_batch(rx_bufs_, got);
-    for (std::size_t i = 0; i < n; ++i) on_datagram(now, got[i].from, rx_bufs_[i].first(got[i].len));
-    if (n < kUdpRxBatch) break;
-  }
-  pump(now);
-}
-
 void Daemon::on_datagram(std::uint64_t now, const Locator& from, std::span<std::uint8_t> datagram) {
-  ++counters_.udp_rx_datagrams;
   if (!datagram.empty() && datagram[0] == static_cast<std::uint8_t>(wire::PacketType::transport)) {
     crypto::NodeId peer{};
     std::span<std::uint8_t> plain;
@@ -34,6 +22,7 @@ const crypto::CertChain* Daemon::chain_for(const crypto::NodeId& peer) {
   if (auto it = chains_.find(peer); it != chains_.end()) return &it->second;
   auto c = tunnel_->peer_chain(peer);
   if (!c) return nullptr;
+  chains_dirty_ = true;
   return &chains_.insert_or_assign(peer, std::move(*c)).first->second;
 }
 
@@ -98,7 +87,10 @@ bool Daemon::drain_tunnel_events(std::uint64_t now) {
     using K = crypto::TunnelEvent::Kind;
     switch (ev->kind) {
       case K::peer_up:
-        if (ev->chain) chains_.insert_or_assign(ev->peer, *ev->chain);
+        if (ev->chain) {
+          chains_.insert_or_assign(ev->peer, *ev->chain);
+          chains_dirty_ = true;
+        }
         spdlog::debug("session up with {} via {}", crypto::node_id_short(ev->peer), ev->from.str());
         break;
       case K::peer_down:
@@ -129,6 +121,7 @@ void Daemon::pump(std::uint64_t now) {
   }
   if (stopping_) return;
   if (fib_dirty_) rebuild_fib();
+  publish_view();
   rearm_timers(now);
 }
 

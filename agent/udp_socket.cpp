@@ -11,8 +11,6 @@
 
 namespace meshd::agent {
 
-namespace {
-
 socklen_t to_sockaddr(const Locator& l, int family, sockaddr_storage& ss) {
   std::memset(&ss, 0, sizeof ss);
   if (family == AF_INET) {
@@ -56,13 +54,11 @@ Locator from_sockaddr(const sockaddr_storage& ss) {
   return l;
 }
 
-}  // namespace
-
 UdpSocket::~UdpSocket() {
   if (fd_ >= 0) ::close(fd_);
 }
 
-Status UdpSocket::open(const Locator& listen) {
+Status UdpSocket::open(const Locator& listen, bool reuse_port) {
   family_ = listen.ip.is_v4() ? AF_INET : AF_INET6;
   fd_ = ::socket(family_, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd_ < 0) return make_error("udp.bind", std::string("cannot create UDP socket: ") + std::strerror(errno));
@@ -70,10 +66,20 @@ Status UdpSocket::open(const Locator& listen) {
     const int v6only = is_wildcard(listen.ip) ? 0 : 1;
     setsockopt(fd_, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only);
   }
+  if (reuse_port) {
+    const int one = 1;
+    setsockopt(fd_, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+  }
   // Best effort: larger buffers absorb bursts between loop iterations.
+  // With CAP_NET_ADMIN the FORCE variants pass net.core.[rw]mem_max (208 KiB by default,
+  // a few GSO batches); without it the plain ones are capped there.
   int sz = kUdpSocketBufferBytes;
-  setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &sz, sizeof sz);
-  setsockopt(fd_, SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
+  if (setsockopt(fd_, SOL_SOCKET, SO_RCVBUFFORCE, &sz, sizeof sz) != 0) {
+    setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &sz, sizeof sz);
+  }
+  if (setsockopt(fd_, SOL_SOCKET, SO_SNDBUFFORCE, &sz, sizeof sz) != 0) {
+    setsockopt(fd_, SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
+  }
   sockaddr_storage ss{};
   const socklen_t len = to_sockaddr(listen, family_, ss);
   if (::bind(fd_, reinterpret_cast<sockaddr*>(&ss), len) != 0) {

@@ -20,6 +20,11 @@ namespace meshd::agent {
 inline constexpr std::size_t kUdpRxBatch = 32;
 inline constexpr int kUdpSocketBufferBytes = 4 << 20;
 
+// Locator <-> socket address for a socket of `family` (an IPv4 locator on an IPv6
+// socket becomes v4-mapped).
+socklen_t to_sockaddr(const Locator& l, int family, sockaddr_storage& ss);
+Locator from_sockaddr(const sockaddr_storage& ss);
+
 class UdpSocket {
  public:
   UdpSocket() = default;
@@ -28,8 +33,12 @@ class UdpSocket {
   UdpSocket& operator=(const UdpSocket&) = delete;
 
   // Errors: "udp.bind" with the reason (address in use, not local, ...).
-  Status open(const Locator& listen);
+  // reuse_port: SO_REUSEPORT, so that every data-plane worker binds its own socket to
+  // the same address and the kernel spreads senders across them (the caller checks
+  // first that no one else holds the port).
+  Status open(const Locator& listen, bool reuse_port = false);
   int fd() const { return fd_; }
+  int family() const { return family_; }
 
   // One datagram received into a caller buffer.
   struct Datagram {

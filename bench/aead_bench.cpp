@@ -1,10 +1,18 @@
-// Per-packet AEAD cost at 1400-byte messages: libsodium vs OpenSSL EVP ChaCha20-Poly1305
-// (the per-packet path uses OpenSSL, DESIGN.md "Performance facts"), AES-256-GCM for
-// reference. Compare the ratios within one run, not absolute numbers.
+// Per-packet AEAD cost at 1400-byte messages, seal and open: ChaCha20-Poly1305 and
+// AES-256-GCM, each in libsodium and OpenSSL EVP (the per-packet path uses OpenSSL,
+// DESIGN.md "Performance facts"; which algorithm is preferred is measured at start-up,
+// crypto/cipher_suite.hpp). Also the Session seal path, from 1 and 2 threads on their
+// own cipher slots (one shared atomic send counter). Compare ratios within one run, not
+// absolute numbers.
+//
+// The OpenSSL open benchmarks decrypt in place, so each iteration first copies the
+// 1416-byte sealed message back (a few percent of the time); the libsodium ones decrypt
+// into a separate buffer.
 #include <benchmark/benchmark.h>
-#include <openssl/evp.h>
 #include <sodium.h>
 
+#include <cstring>
+#include <memory>
 #include <vector>
 
 #include "crypto/aead.hpp"
@@ -22,101 +30,155 @@ constexpr std::size_t kAdLen = 16;
 struct Buffers {
   AeadKey key{};
   std::vector<std::uint8_t> buf = std::vector<std::uint8_t>(kMsgLen + kAeadTagLen, 0x5a);
+  std::vector<std::uint8_t> out = std::vector<std::uint8_t>(kMsgLen + kAeadTagLen, 0);
   std::array<std::uint8_t, kAdLen> ad{};
-  Buffers() { (void)init(); randombytes_buf(key.data(), key.size()); }
+  Buffers() {
+    (void)init();
+    randombytes_buf(key.data(), key.size());
+  }
 };
 
-void BM_chacha_sodium(benchmark::State& state) {
-  Buffers b;
-  std::uint64_t n = 0;
-  for (auto _ : state) {
-    aead_seal_sodium(b.key, counter_nonce(n++), b.ad, ByteSpan(b.buf.data(), kMsgLen), b.buf.data());
-    benchmark::DoNotOptimize(b.buf.data());
-  }
+void bytes_processed(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * kMsgLen));
 }
 
-void BM_chacha_openssl(benchmark::State& state) {
+// ---- libsodium ----
+
+void BM_sodium_chacha_seal(benchmark::State& state) {
   Buffers b;
-  AeadCipher c(b.key, AeadCipher::Dir::seal);
+  std::uint64_t n = 0;
+  for (auto _ : state) {
+    aead_seal_sodium(b.key, counter_nonce(n++), b.ad, ByteSpan(b.buf.data(), kMsgLen),
+                     b.buf.data());
+    benchmark::DoNotOptimize(b.buf.data());
+  }
+  bytes_processed(state);
+}
+
+void BM_sodium_chacha_open(benchmark::State& state) {
+  Buffers b;
+  aead_seal_sodium(b.key, counter_nonce(1), b.ad, ByteSpan(b.buf.data(), kMsgLen), b.buf.data());
+  for (auto _ : state) {
+    bool ok = aead_open_sodium(b.key, counter_nonce(1), b.ad, b.buf, b.out.data());
+    benchmark::DoNotOptimize(ok);
+  }
+  bytes_processed(state);
+}
+
+// Precomputed key schedule (the _afternm API), as a per-packet path would use it.
+struct SodiumAes {
+  alignas(16) crypto_aead_aes256gcm_state st;
+  explicit SodiumAes(const AeadKey& key) { crypto_aead_aes256gcm_beforenm(&st, key.data()); }
+};
+
+void BM_sodium_aes256gcm_seal(benchmark::State& state) {
+  Buffers b;
+  if (!aes_gcm_hw_available()) {
+    state.SkipWithError("no AES-NI: libsodium has no AES-256-GCM");
+    return;
+  }
+  auto aes = std::make_unique<SodiumAes>(b.key);
+  std::uint64_t n = 0;
+  for (auto _ : state) {
+    AeadNonce nonce = counter_nonce(n++);
+    unsigned long long clen = 0;
+    crypto_aead_aes256gcm_encrypt_afternm(b.buf.data(), &clen, b.buf.data(), kMsgLen, b.ad.data(),
+                                          kAdLen, nullptr, nonce.data(), &aes->st);
+    benchmark::DoNotOptimize(b.buf.data());
+  }
+  bytes_processed(state);
+}
+
+void BM_sodium_aes256gcm_open(benchmark::State& state) {
+  Buffers b;
+  if (!aes_gcm_hw_available()) {
+    state.SkipWithError("no AES-NI: libsodium has no AES-256-GCM");
+    return;
+  }
+  auto aes = std::make_unique<SodiumAes>(b.key);
+  AeadNonce nonce = counter_nonce(1);
+  unsigned long long len = 0;
+  crypto_aead_aes256gcm_encrypt_afternm(b.buf.data(), &len, b.buf.data(), kMsgLen, b.ad.data(),
+                                        kAdLen, nullptr, nonce.data(), &aes->st);
+  for (auto _ : state) {
+    unsigned long long plen = 0;
+    int rc = crypto_aead_aes256gcm_decrypt_afternm(b.out.data(), &plen, nullptr, b.buf.data(),
+                                                   b.buf.size(), b.ad.data(), kAdLen, nonce.data(),
+                                                   &aes->st);
+    benchmark::DoNotOptimize(rc);
+  }
+  bytes_processed(state);
+}
+
+// ---- OpenSSL EVP through AeadCipher (the per-packet path) ----
+
+void BM_openssl_seal(benchmark::State& state, AeadAlg alg) {
+  Buffers b;
+  AeadCipher c(b.key, AeadCipher::Dir::seal, alg);
   std::uint64_t n = 0;
   for (auto _ : state) {
     c.seal_in_place(counter_nonce(n++), b.ad, b.buf.data(), kMsgLen);
     benchmark::DoNotOptimize(b.buf.data());
   }
-  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * kMsgLen));
+  bytes_processed(state);
 }
 
-void BM_chacha_openssl_open(benchmark::State& state) {
+void BM_openssl_open(benchmark::State& state, AeadAlg alg) {
   Buffers b;
-  AeadCipher enc(b.key, AeadCipher::Dir::seal), dec(b.key, AeadCipher::Dir::open);
+  AeadCipher enc(b.key, AeadCipher::Dir::seal, alg), dec(b.key, AeadCipher::Dir::open, alg);
   std::vector<std::uint8_t> sealed = b.buf;
   enc.seal_in_place(counter_nonce(1), b.ad, sealed.data(), kMsgLen);
   for (auto _ : state) {
-    b.buf = sealed;  // decryption is in place: restore the ciphertext each time
+    std::memcpy(b.buf.data(), sealed.data(), sealed.size());  // decryption is in place
     bool ok = dec.open_in_place(counter_nonce(1), b.ad, b.buf.data(), kMsgLen);
     benchmark::DoNotOptimize(ok);
   }
-  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * kMsgLen));
+  bytes_processed(state);
 }
 
-void BM_session_seal(benchmark::State& state) {
-  Buffers b;
+// ---- Session (header + counter + AEAD), one slot per thread ----
+
+std::unique_ptr<Session> make_session(AeadAlg alg) {
+  (void)init();
   TransportKeys keys;
-  keys.send = b.key;
-  keys.recv = b.key;
-  Session s(keys, 1, 2, 0, true);
+  randombytes_buf(keys.send.data(), keys.send.size());
+  randombytes_buf(keys.recv.data(), keys.recv.size());
+  return std::make_unique<Session>(keys, 1, 2, 0, true, alg);
+}
+
+// One Session per algorithm shared by the benchmark's threads (static init is thread-safe).
+Session* shared_session(AeadAlg alg) {
+  static const std::unique_ptr<Session> chacha = make_session(AeadAlg::chacha20_poly1305);
+  static const std::unique_ptr<Session> aes = make_session(AeadAlg::aes256_gcm);
+  return alg == AeadAlg::aes256_gcm ? aes.get() : chacha.get();
+}
+
+void BM_session_seal(benchmark::State& state, AeadAlg alg) {
+  Session* s = shared_session(alg);
   std::vector<std::uint8_t> pkt(wire::kTransportHeaderLen + kMsgLen + wire::kTagLen);
+  const unsigned slot = 1 + static_cast<unsigned>(state.thread_index());
   for (auto _ : state) {
-    benchmark::DoNotOptimize(s.seal_in_place(pkt, kMsgLen));
+    benchmark::DoNotOptimize(s->seal_in_place(slot, pkt, kMsgLen));
   }
-  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * kMsgLen));
-}
-
-void BM_aes256gcm_sodium(benchmark::State& state) {
-  Buffers b;
-  if (crypto_aead_aes256gcm_is_available() == 0) {
-    state.SkipWithError("no AES-NI");
-    return;
-  }
-  crypto_aead_aes256gcm_state st;
-  crypto_aead_aes256gcm_beforenm(&st, b.key.data());
-  std::uint64_t n = 0;
-  for (auto _ : state) {
-    AeadNonce nonce = counter_nonce(n++);
-    unsigned long long clen = 0;
-    crypto_aead_aes256gcm_encrypt_afternm(b.buf.data(), &clen, b.buf.data(), kMsgLen, b.ad.data(), kAdLen,
-                                          nullptr, nonce.data(), &st);
-    benchmark::DoNotOptimize(b.buf.data());
-  }
-  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * kMsgLen));
-}
-
-void BM_aes256gcm_openssl(benchmark::State& state) {
-  Buffers b;
-  EVP_CIPHER_CTX* ctx = EVP_CIPHER_CTX_new();
-  EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), nullptr, b.key.data(), nullptr);
-  std::uint64_t n = 0;
-  for (auto _ : state) {
-    AeadNonce nonce = counter_nonce(n++);
-    int outl = 0;
-    EVP_EncryptInit_ex(ctx, nullptr, nullptr, nullptr, nonce.data());
-    EVP_EncryptUpdate(ctx, nullptr, &outl, b.ad.data(), kAdLen);
-    EVP_EncryptUpdate(ctx, b.buf.data(), &outl, b.buf.data(), kMsgLen);
-    EVP_EncryptFinal_ex(ctx, b.buf.data() + kMsgLen, &outl);
-    EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, 16, b.buf.data() + kMsgLen);
-    benchmark::DoNotOptimize(b.buf.data());
-  }
-  EVP_CIPHER_CTX_free(ctx);
-  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * kMsgLen));
+  bytes_processed(state);
 }
 
 }  // namespace
 
-BENCHMARK(BM_chacha_sodium);
-BENCHMARK(BM_chacha_openssl);
-BENCHMARK(BM_chacha_openssl_open);
-BENCHMARK(BM_session_seal);
-BENCHMARK(BM_aes256gcm_sodium);
-BENCHMARK(BM_aes256gcm_openssl);
+BENCHMARK(BM_sodium_chacha_seal);
+BENCHMARK(BM_sodium_chacha_open);
+BENCHMARK_CAPTURE(BM_openssl_seal, chacha, AeadAlg::chacha20_poly1305);
+BENCHMARK_CAPTURE(BM_openssl_open, chacha, AeadAlg::chacha20_poly1305);
+BENCHMARK_CAPTURE(BM_openssl_seal, aes256gcm, AeadAlg::aes256_gcm);
+BENCHMARK_CAPTURE(BM_openssl_open, aes256gcm, AeadAlg::aes256_gcm);
+BENCHMARK(BM_sodium_aes256gcm_seal);
+BENCHMARK(BM_sodium_aes256gcm_open);
+BENCHMARK_CAPTURE(BM_session_seal, chacha, AeadAlg::chacha20_poly1305)
+    ->Threads(1)
+    ->Threads(2)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_session_seal, aes256gcm, AeadAlg::aes256_gcm)
+    ->Threads(1)
+    ->Threads(2)
+    ->UseRealTime();
 BENCHMARK_MAIN();

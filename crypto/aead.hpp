@@ -1,12 +1,18 @@
-// ChaCha20-Poly1305 (IETF, RFC 8439) in two implementations that must agree byte for
-// byte: libsodium (handshake, tests, reference) and OpenSSL libcrypto EVP (per-packet
-// path; several times faster on this machine, DESIGN.md "Performance facts").
+// Transport AEADs, each in two implementations that must agree byte for byte:
+//   ChaCha20-Poly1305 (IETF, RFC 8439): libsodium (handshake, tests, reference) and
+//     OpenSSL libcrypto EVP (per-packet path; several times faster on this machine,
+//     DESIGN.md "Performance facts").
+//   AES-256-GCM (96-bit IV, 128-bit tag): OpenSSL EVP (per-packet path) and libsodium
+//     (reference; only where the CPU has AES-NI + PCLMUL, aes_gcm_hw_available()).
+// Both take the same 32-byte key, 12-byte nonce and append a 16-byte tag, so the
+// transport packet format does not depend on the algorithm the handshake negotiated.
 #pragma once
 
 #include <array>
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <string_view>
 
 #include "crypto/bytes.hpp"
 
@@ -19,6 +25,17 @@ inline constexpr std::size_t kAeadNonceLen = 12;
 inline constexpr std::size_t kAeadTagLen = 16;
 
 using AeadKey = std::array<std::uint8_t, kAeadKeyLen>;
+
+// Transport AEAD negotiated in the handshake (crypto/handshake_wire.hpp). The values are
+// wire values: bit (value - 1) of the initiator's offer mask, the responder's choice byte.
+enum class AeadAlg : std::uint8_t { chacha20_poly1305 = 1, aes256_gcm = 2 };
+inline constexpr AeadAlg kAeadAlgs[] = {AeadAlg::chacha20_poly1305, AeadAlg::aes256_gcm};
+
+// "chacha20-poly1305" / "aes-256-gcm" (the names parse_cipher_list accepts).
+std::string_view aead_alg_name(AeadAlg alg);
+// libsodium's check (AES-NI and PCLMUL): AES-GCM is fast and constant-time here. OpenSSL
+// implements AES-256-GCM without them too, only slower. Calls sodium_init if needed.
+bool aes_gcm_hw_available();
 using AeadNonce = std::array<std::uint8_t, kAeadNonceLen>;
 
 // Noise / WireGuard nonce: 4 zero bytes then the 64-bit counter, little-endian.
@@ -32,14 +49,22 @@ void aead_seal_sodium(const AeadKey& key, const AeadNonce& nonce, ByteSpan ad, B
 // short input (out is then unspecified).
 bool aead_open_sodium(const AeadKey& key, const AeadNonce& nonce, ByteSpan ad, ByteSpan in,
                       std::uint8_t* out);
+// libsodium AES-256-GCM, same conventions. Both return false (and write nothing) when
+// !aes_gcm_hw_available(); open also on a bad tag or short input.
+bool aes256gcm_seal_sodium(const AeadKey& key, const AeadNonce& nonce, ByteSpan ad, ByteSpan plain,
+                           std::uint8_t* out);
+bool aes256gcm_open_sodium(const AeadKey& key, const AeadNonce& nonce, ByteSpan ad, ByteSpan in,
+                           std::uint8_t* out);
 
-// OpenSSL EVP context bound to one key and one direction, set up once, reused for every
-// packet (no allocation per packet). Not copyable; movable.
+// OpenSSL EVP context bound to one key, one direction and one algorithm, set up once,
+// reused for every packet (no allocation per packet). Not copyable; movable. Not
+// thread-safe: one thread uses one AeadCipher at a time (Session keeps one per thread
+// slot). valid() is false if OpenSSL could not set it up (out of memory).
 class AeadCipher {
  public:
   enum class Dir { seal, open };
   AeadCipher() = default;
-  AeadCipher(const AeadKey& key, Dir dir);
+  AeadCipher(const AeadKey& key, Dir dir, AeadAlg alg = AeadAlg::chacha20_poly1305);
   ~AeadCipher();
   AeadCipher(AeadCipher&& o) noexcept;
   AeadCipher& operator=(AeadCipher&& o) noexcept;
@@ -47,6 +72,7 @@ class AeadCipher {
   AeadCipher& operator=(const AeadCipher&) = delete;
 
   bool valid() const { return ctx_ != nullptr; }
+  AeadAlg alg() const { return alg_; }
   // Encrypts buf[0..len) in place and writes the tag to buf[len..len+16).
   bool seal_in_place(const AeadNonce& nonce, ByteSpan ad, std::uint8_t* buf, std::size_t len);
   // buf[0..len) is ciphertext, tag follows at buf[len..len+16). Decrypts in place;
@@ -56,6 +82,7 @@ class AeadCipher {
  private:
   EVP_CIPHER_CTX* ctx_ = nullptr;
   Dir dir_ = Dir::seal;
+  AeadAlg alg_ = AeadAlg::chacha20_poly1305;
 };
 
 }  // namespace meshd::crypto

@@ -122,4 +122,46 @@ Result<ParsedResp> parse_resp(ByteSpan d, const Mac1Key& key) {
   return out;
 }
 
+Bytes encode_init_payload(std::uint16_t cipher_offer, ByteSpan chain) {
+  ByteWriter w;
+  w.u8(static_cast<std::uint8_t>(kInitParamsLen));
+  w.u16(cipher_offer);
+  w.raw(chain);
+  return w.take();
+}
+
+Bytes encode_resp_payload(std::uint8_t cipher, ByteSpan chain) {
+  ByteWriter w;
+  w.u8(static_cast<std::uint8_t>(kRespParamsLen));
+  w.u8(cipher);
+  w.raw(chain);
+  return w.take();
+}
+
+Result<InitPayload> decode_init_payload(ByteSpan payload) {
+  ByteReader r(payload);
+  std::uint8_t params_len = r.u8();
+  if (!r.ok() || params_len < kInitParamsLen)
+    return format_error("handshake init parameters too short");
+  ByteReader p(r.raw(params_len));
+  if (!r.ok()) return format_error("truncated handshake init parameters");
+  InitPayload out;
+  out.cipher_offer = p.u16();
+  out.chain = payload.subspan(1 + params_len);
+  return out;
+}
+
+Result<RespPayload> decode_resp_payload(ByteSpan payload) {
+  ByteReader r(payload);
+  std::uint8_t params_len = r.u8();
+  if (!r.ok() || params_len < kRespParamsLen)
+    return format_error("handshake response parameters too short");
+  ByteReader p(r.raw(params_len));
+  if (!r.ok()) return format_error("truncated handshake response parameters");
+  RespPayload out;
+  out.cipher = p.u8();
+  out.chain = payload.subspan(1 + params_len);
+  return out;
+}
+
 }  // namespace meshd::crypto

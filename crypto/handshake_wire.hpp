@@ -9,6 +9,15 @@
 // mac1 = BLAKE2b-128 keyed with BLAKE2b-256("mac1----" || receiver static X25519 pub),
 // over every byte before it: a receiver drops garbage before doing any DH.
 // The init is padded so it is never smaller than the response (no amplification).
+//
+// The Noise payloads (encrypted, authenticated) carry handshake parameters, then the
+// sender's encoded CertChain:
+//   init payload: params_len:u8 (>= 2) | cipher_offer:u16 | params_len - 2 more bytes | chain
+//   resp payload: params_len:u8 (>= 1) | cipher:u8        | params_len - 1 more bytes | chain
+// cipher_offer: bitmask, bit (AeadAlg value - 1) per offered algorithm; cipher: the
+// AeadAlg value the responder chose (crypto/cipher_suite.hpp). Forward compatible: a
+// newer node may append parameters inside params_len and set offer bits this build does
+// not know; both are ignored here.
 #pragma once
 
 #include <array>
@@ -53,5 +62,27 @@ Result<Bytes> build_resp(std::uint32_t sender_index, std::uint32_t receiver_inde
 // mac1 is checked first so that garbage costs one keyed hash.
 Result<ParsedInit> parse_init(ByteSpan d, const Mac1Key& key);
 Result<ParsedResp> parse_resp(ByteSpan d, const Mac1Key& key);
+
+inline constexpr std::size_t kInitParamsLen = 2;  // what this build writes
+inline constexpr std::size_t kRespParamsLen = 1;
+// Bytes a payload adds in front of the chain (the response's counts against the
+// no-amplification budget).
+inline constexpr std::size_t kInitPayloadOverhead = 1 + kInitParamsLen;
+inline constexpr std::size_t kRespPayloadOverhead = 1 + kRespParamsLen;
+
+struct InitPayload {
+  std::uint16_t cipher_offer = 0;
+  ByteSpan chain;  // views the decoded input
+};
+struct RespPayload {
+  std::uint8_t cipher = 0;  // raw wire value: the initiator checks it against its offer
+  ByteSpan chain;
+};
+Bytes encode_init_payload(std::uint16_t cipher_offer, ByteSpan chain);
+Bytes encode_resp_payload(std::uint8_t cipher, ByteSpan chain);
+// Error "handshake.format" if the parameters are shorter than this build needs or the
+// payload is truncated. The chain bytes are not checked here (CertChain::decode).
+Result<InitPayload> decode_init_payload(ByteSpan payload);
+Result<RespPayload> decode_resp_payload(ByteSpan payload);
 
 }  // namespace meshd::crypto

@@ -3,6 +3,7 @@
 #include <sodium.h>
 
 #include <algorithm>
+#include <array>
 #include <deque>
 #include <unordered_map>
 #include <unordered_set>
@@ -38,31 +39,82 @@ struct Handshake {
   std::uint32_t attempts = 0;
 };
 
+// Sessions are shared with data-plane workers (DataSessions), so their traffic, and the
+// timers that depend on it, is read from each Session's activity figures.
 struct Peer {
   NodeId id{};
   PublicKey dh_pub{};
   Mac1Key mac1_key{};  // for packets we send to this peer
   std::vector<Locator> locators;
   std::optional<Locator> endpoint;
-  std::unique_ptr<Session> current, previous, next;
+  std::shared_ptr<Session> current, previous, next;
   std::optional<CertChain> chain, next_chain;
   std::optional<Handshake> hs;
   std::deque<Bytes> queue;
+  // Handshake bytes sent, plus the figures of sessions already released (live sessions
+  // count their own transport bytes).
   std::uint64_t rx_bytes = 0, tx_bytes = 0, last_handshake_ms = 0;
-  std::uint64_t last_recv_data_ms = 0;
-  bool unanswered = false;         // data received, nothing sent since (passive keepalive)
-  bool data_since_session = false;  // the current session carried data (worth rekeying)
+  // Passive keepalive (WireGuard's): due keepalive_ms after the first data received
+  // since we last sent anything. unanswered_since_ms: when the manager first saw that
+  // state (exact for packets it opens; up to kWorkerTimerMax_ms late for workers').
+  // keepalive_for_ms: the last_rx_data time a keepalive was due for (sent, or not
+  // possible), so a failing seal does not make the deadline spin.
+  std::uint64_t unanswered_since_ms = 0;
+  std::uint64_t keepalive_for_ms = 0;
   bool reported_up = false;
 };
+
+// The sessions of a peer, for loops.
+std::array<const std::shared_ptr<Session>*, 3> sessions_of(const Peer& p) {
+  return {&p.current, &p.previous, &p.next};
+}
+
+// Latest data received on any session of `p` (0 = none), latest packet sent.
+std::uint64_t last_rx_data_ms(const Peer& p) {
+  std::uint64_t t = 0;
+  for (const auto* s : sessions_of(p)) {
+    if (*s) t = std::max(t, (*s)->last_rx_data_ms());
+  }
+  return t;
+}
+
+std::uint64_t last_tx_ms(const Peer& p) {
+  std::uint64_t t = 0;
+  for (const auto* s : sessions_of(p)) {
+    if (*s) t = std::max(t, (*s)->last_tx_ms());
+  }
+  return t;
+}
+
+bool has_session(const Peer& p) { return p.current || p.previous || p.next; }
+
+// Drops unknown algorithms and repeats; empty means the process default.
+std::vector<AeadAlg> normalized_ciphers(const std::vector<AeadAlg>& in) {
+  std::vector<AeadAlg> out;
+  for (AeadAlg a : in) {
+    if (aead_alg_from_wire(static_cast<std::uint8_t>(a)) &&
+        std::find(out.begin(), out.end(), a) == out.end()) {
+      out.push_back(a);
+    }
+  }
+  return out.empty() ? default_cipher_preference() : out;
+}
 
 }  // namespace
 
 struct TunnelManager::Impl {
   Impl(LocalIdentity s, TunnelConfig c, Random& r)
-      : self(std::move(s)), cfg(c), rng(r), prologue(noise_prologue(self.root_pub)),
-        chain_bytes(self.chain.encode()), self_mac1(mac1_key_for(self.dh_key.public_key())) {
+      : self(std::move(s)),
+        cfg(std::move(c)),
+        rng(r),
+        prologue(noise_prologue(self.root_pub)),
+        chain_bytes(self.chain.encode()),
+        self_mac1(mac1_key_for(self.dh_key.public_key())) {
     scratch.resize(wire::kMaxDatagram);
-    resp_len = kRespFixedLen + chain_bytes.size() + kAeadTagLen + kMac1Len;
+    cfg.ciphers = normalized_ciphers(cfg.ciphers);
+    cipher_offer = cipher_offer_mask(cfg.ciphers);
+    init_payload = encode_init_payload(cipher_offer, chain_bytes);
+    resp_len = kRespFixedLen + kRespPayloadOverhead + chain_bytes.size() + kAeadTagLen + kMac1Len;
   }
 
   LocalIdentity self;
@@ -71,6 +123,8 @@ struct TunnelManager::Impl {
   Bytes prologue;
   Bytes chain_bytes;
   Mac1Key self_mac1;
+  std::uint16_t cipher_offer = 0;
+  Bytes init_payload;  // the same in every init we send
   std::size_t resp_len = 0;
   std::unordered_map<NodeId, Peer, NodeIdHash> peers;
   std::unordered_map<std::uint32_t, NodeId> index_peer;
@@ -84,6 +138,19 @@ struct TunnelManager::Impl {
   std::uint64_t rate_window_start_ms = 0;
   std::size_t rate_count = 0;
   Bytes scratch;  // handle_datagram decrypts transport packets here (preallocated)
+  // Workers: the last snapshot, and whether sessions/endpoints changed since.
+  std::shared_ptr<const DataSessions> snapshot;
+  std::uint64_t snapshot_version = 0;
+  bool snapshot_dirty = true;
+  bool workers = false;  // data_sessions() was called: traffic may bypass the manager
+
+  void changed() { snapshot_dirty = true; }
+
+  void set_endpoint(Peer& p, const Locator& to) {
+    if (p.endpoint && *p.endpoint == to) return;
+    p.endpoint = to;
+    changed();
+  }
 
   // ---- small helpers ----
 
@@ -95,19 +162,25 @@ struct TunnelManager::Impl {
     events.push_back(std::move(ev));
   }
 
-  void transmit(Peer* p, const Locator& to, Bytes d) {
+  // on_session: a transport packet, counted by its Session (note_tx) instead of the peer.
+  bool transmit(Peer* p, const Locator& to, Bytes d, bool on_session = false) {
     if (outbox.size() >= kOutboxMax) {
       ++counters.drop_outbox_full;
-      return;
+      return false;
     }
     ++counters.tx_datagrams;
     counters.tx_bytes += d.size();
-    if (p != nullptr) p->tx_bytes += d.size();
+    if (p != nullptr && !on_session) p->tx_bytes += d.size();
     outbox.push_back(TunnelTransmit{to, std::move(d)});
+    return true;
   }
 
   void emit_rejected(const NodeId& id, std::string reason) {
-    ++counters.drop_bad_cert;
+    emit_rejected(id, std::move(reason), counters.drop_bad_cert);
+  }
+
+  void emit_rejected(const NodeId& id, std::string reason, std::uint64_t& counter) {
+    ++counter;
     TunnelEvent ev;
     ev.kind = TunnelEvent::Kind::rejected;
     ev.peer = id;
@@ -131,9 +204,14 @@ struct TunnelManager::Impl {
     return 0;
   }
 
-  void release(std::unique_ptr<Session>& s) {
-    if (s) index_peer.erase(s->local_index());
+  void release(Peer& p, std::shared_ptr<Session>& s) {
+    if (!s) return;
+    // Workers may still add a few packets to a dropped session; those are not counted.
+    p.rx_bytes += s->rx_bytes();
+    p.tx_bytes += s->tx_bytes();
+    index_peer.erase(s->local_index());
     s.reset();
+    changed();
   }
 
   void drop_handshake(Peer& p) {
@@ -142,9 +220,9 @@ struct TunnelManager::Impl {
   }
 
   void clear_sessions(Peer& p) {
-    release(p.current);
-    release(p.previous);
-    release(p.next);
+    release(p, p.current);
+    release(p, p.previous);
+    release(p, p.next);
     p.next_chain.reset();
     drop_handshake(p);
   }
@@ -159,18 +237,50 @@ struct TunnelManager::Impl {
     return s.created_ms() + cfg.rekey_after_time_ms + (s.initiator() ? 0 : cfg.rekey_timeout_ms);
   }
 
-  std::uint64_t peer_deadline(const Peer& p) const {
+  // Data received after the last packet sent (passive keepalive pending).
+  static bool unanswered(const Peer& p) {
+    std::uint64_t rx = last_rx_data_ms(p);
+    return rx > last_tx_ms(p) && rx > p.keepalive_for_ms;
+  }
+
+  static void observe_unanswered(Peer& p, std::uint64_t now_ms) {
+    if (!unanswered(p)) {
+      p.unanswered_since_ms = 0;
+    } else if (p.unanswered_since_ms == 0 || p.unanswered_since_ms <= last_tx_ms(p)) {
+      p.unanswered_since_ms = now_ms;  // a new episode
+    }
+  }
+
+  std::uint64_t keepalive_at_ms(const Peer& p) const {
+    return (p.unanswered_since_ms != 0 ? p.unanswered_since_ms : last_rx_data_ms(p)) +
+           cfg.keepalive_ms;
+  }
+
+  bool rekey_due(const Peer& p, std::uint64_t now_ms) const {
+    if (!p.current || p.hs) return false;
+    return (p.current->carried_data() && now_ms >= rekey_at_ms(*p.current)) ||
+           p.current->send_counter() >= cfg.rekey_after_messages;
+  }
+
+  std::uint64_t peer_deadline(const Peer& p, std::uint64_t now_ms) const {
     std::uint64_t d = UINT64_MAX;
     if (p.hs) d = std::min({d, p.hs->next_retry_ms, p.hs->started_ms + cfg.rekey_attempt_time_ms});
-    for (const auto* s : {p.current.get(), p.previous.get(), p.next.get()}) {
-      if (s != nullptr) d = std::min(d, s->created_ms() + cfg.reject_after_time_ms);
+    for (const auto* s : sessions_of(p)) {
+      if (*s) d = std::min(d, (*s)->created_ms() + cfg.reject_after_time_ms);
     }
-    if (p.current && !p.hs && p.data_since_session) d = std::min(d, rekey_at_ms(*p.current));
-    if (p.current && p.unanswered) d = std::min(d, p.last_recv_data_ms + cfg.keepalive_ms);
+    if (p.current && !p.hs) {
+      if (p.current->send_counter() >= cfg.rekey_after_messages) d = std::min(d, now_ms);
+      if (p.current->carried_data()) d = std::min(d, rekey_at_ms(*p.current));
+    }
+    if (p.current && unanswered(p)) d = std::min(d, keepalive_at_ms(p));
+    // Workers move traffic (and so these timers) without telling the manager.
+    if (workers && has_session(p)) d = std::min(d, now_ms + kWorkerTimerMax_ms);
     return d;
   }
 
-  void touch(const Peer& p) { next_deadline_ms = std::min(next_deadline_ms, peer_deadline(p)); }
+  void touch(const Peer& p, std::uint64_t now_ms) {
+    next_deadline_ms = std::min(next_deadline_ms, peer_deadline(p, now_ms));
+  }
 
   Peer* find(const NodeId& id) {
     auto it = peers.find(id);
@@ -195,15 +305,15 @@ struct TunnelManager::Impl {
 
   // ---- sending ----
 
-  // Seals plaintext on the current session and queues the datagram.
+  // Seals plaintext on the current session (slot 0) and queues the datagram.
   bool seal_and_send(Peer& p, std::uint64_t now_ms, ByteSpan plain) {
     if (!usable(p.current.get(), now_ms) || !p.endpoint) return false;
     Bytes d(wire::kTransportHeaderLen + plain.size() + wire::kTagLen);
     if (!plain.empty()) std::memcpy(d.data() + wire::kTransportHeaderLen, plain.data(), plain.size());
-    std::size_t n = p.current->seal_in_place(d, plain.size());
+    std::size_t n = p.current->seal_in_place(kOwnerSlot, d, plain.size());
     if (n == 0) return false;
-    p.unanswered = false;
-    transmit(&p, *p.endpoint, std::move(d));
+    Session& s = *p.current;
+    if (transmit(&p, *p.endpoint, std::move(d), true)) s.note_tx(now_ms, n, !is_keepalive(plain));
     return true;
   }
 
@@ -213,12 +323,10 @@ struct TunnelManager::Impl {
   }
 
   void flush_queue(Peer& p, std::uint64_t now_ms) {
-    bool sent_any = false;
     while (!p.queue.empty() && usable(p.current.get(), now_ms)) {
-      sent_any |= seal_and_send(p, now_ms, p.queue.front());
+      seal_and_send(p, now_ms, p.queue.front());
       p.queue.pop_front();
     }
-    if (sent_any) p.data_since_session = true;
   }
 
   std::optional<Locator> handshake_target(const Peer& p, std::uint32_t attempt) const {
@@ -243,7 +351,7 @@ struct TunnelManager::Impl {
     std::uint32_t attempt = hs.attempts++;
     if (hs.local_index == 0 || !target) return;
     NoiseHandshake noise = NoiseHandshake::initiator(self.dh_key, p.dh_pub, prologue);
-    auto msg = noise.create_init(chain_bytes, rng);
+    auto msg = noise.create_init(init_payload, rng);
     if (!msg) return;  // low-order peer key: retries fail the same way, then give up
     std::size_t pad_to = std::min(kHandshakeInitPadBase << std::min(attempt, kInitPadShiftMax), kHandshakeMaxLen);
     auto pkt = build_init(hs.local_index, *msg, pad_to, p.mac1_key);
@@ -259,6 +367,7 @@ struct TunnelManager::Impl {
     send_init(p, now_ms);
   }
 
+  // On a send through the manager: the initiator does not wait for the timer.
   void maybe_rekey(Peer& p, std::uint64_t now_ms) {
     if (p.hs || !p.current) return;
     if (now_ms >= rekey_at_ms(*p.current) || p.current->send_counter() >= cfg.rekey_after_messages) {
@@ -271,7 +380,6 @@ struct TunnelManager::Impl {
   void session_established(Peer& p, std::uint64_t now_ms, const CertChain& chain) {
     ++counters.handshakes_completed;
     p.last_handshake_ms = now_ms;
-    p.data_since_session = false;
     bool chain_changed = !p.chain || p.chain->encode() != chain.encode();
     p.chain = chain;
     if (!p.reported_up || chain_changed) {
@@ -280,15 +388,17 @@ struct TunnelManager::Impl {
       ev.kind = TunnelEvent::Kind::peer_up;
       ev.peer = p.id;
       ev.chain = chain;
+      if (p.current) ev.cipher = p.current->alg();
       if (p.endpoint) ev.from = *p.endpoint;
       emit(std::move(ev));
     }
   }
 
-  void install_current(Peer& p, std::unique_ptr<Session> s) {
-    release(p.previous);
+  void install_current(Peer& p, std::shared_ptr<Session> s) {
+    release(p, p.previous);
     p.previous = std::move(p.current);
     p.current = std::move(s);
+    changed();
   }
 
   // ---- receiving ----
@@ -358,8 +468,18 @@ struct TunnelManager::Impl {
       ++counters.drop_handshake_failed;
       return;
     }
-    auto chain = check_chain(now_ms, *payload, noise.remote_static());
+    auto params = decode_init_payload(*payload);
+    if (!params) {
+      emit_rejected(NodeId{}, params.error().code, counters.drop_malformed);
+      return;
+    }
+    auto chain = check_chain(now_ms, params->chain, noise.remote_static());
     if (!chain) return;
+    std::optional<AeadAlg> alg = pick_cipher(cfg.ciphers, params->cipher_offer);
+    if (!alg) {
+      emit_rejected(chain->node_id(), "handshake.no_cipher", counters.drop_no_cipher);
+      return;
+    }
     Peer* p = find_or_add(chain->node_id());
     if (p == nullptr) return;
     set_dh(*p, noise.remote_static());
@@ -368,7 +488,8 @@ struct TunnelManager::Impl {
       ++counters.drop_handshake_failed;
       return;
     }
-    auto resp = noise.create_resp(chain_bytes, rng);
+    auto resp =
+        noise.create_resp(encode_resp_payload(static_cast<std::uint8_t>(*alg), chain_bytes), rng);
     auto keys = resp ? noise.split() : Result<TransportKeys>(make_error("noise.state", "no response"));
     Result<Bytes> pkt = keys ? build_resp(idx, init->sender_index, *resp, p->mac1_key)
                              : Result<Bytes>(keys.error());
@@ -379,11 +500,12 @@ struct TunnelManager::Impl {
     }
     // Unconfirmed until the initiator's first transport packet arrives on it: a replayed
     // init can then cost a response but never displaces a working session.
-    release(p->next);
-    p->next = std::make_unique<Session>(*keys, idx, init->sender_index, now_ms, false);
+    release(*p, p->next);
+    p->next = std::make_shared<Session>(*keys, idx, init->sender_index, now_ms, false, *alg);
     p->next_chain = std::move(chain);
+    changed();
     transmit(p, from, std::move(pkt).value());
-    touch(*p);
+    touch(*p, now_ms);
   }
 
   void handle_resp(std::uint64_t now_ms, const Locator& from, ByteSpan d) {
@@ -408,24 +530,39 @@ struct TunnelManager::Impl {
       ++counters.drop_handshake_failed;
       return;
     }
-    auto chain = check_chain(now_ms, *payload, noise.remote_static());
-    if (chain && chain->node_id() != p->id) {
-      emit_rejected(chain->node_id(), "node.unexpected");
-      chain.reset();
+    std::optional<CertChain> chain;
+    std::optional<AeadAlg> alg;
+    auto params = decode_resp_payload(*payload);
+    if (!params) {
+      emit_rejected(p->id, params.error().code, counters.drop_malformed);
+    } else {
+      chain = check_chain(now_ms, params->chain, noise.remote_static());
+      if (chain && chain->node_id() != p->id) {
+        emit_rejected(chain->node_id(), "node.unexpected");
+        chain.reset();
+      }
+      // The choice must be one we offered.
+      alg = aead_alg_from_wire(params->cipher);
+      if (alg && !pick_cipher(std::span<const AeadAlg>(&*alg, 1), cipher_offer)) alg.reset();
+      if (chain && !alg) {
+        emit_rejected(p->id, "handshake.no_cipher", counters.drop_no_cipher);
+        chain.reset();
+      }
     }
     auto keys = noise.split();
     // The exchange is spent either way; retries continue from the timer.
     p->hs->noise.reset();
-    if (!chain || !keys) return;
+    if (!chain || !keys || !alg) return;
     std::uint32_t idx = p->hs->local_index;
     p->hs.reset();  // the index now belongs to the session
-    install_current(*p, std::make_unique<Session>(*keys, idx, resp->sender_index, now_ms, true));
-    p->endpoint = from;
+    install_current(*p,
+                    std::make_shared<Session>(*keys, idx, resp->sender_index, now_ms, true, *alg));
+    set_endpoint(*p, from);
     session_established(*p, now_ms, *chain);
     bool had_queue = !p->queue.empty();
     flush_queue(*p, now_ms);
     if (!had_queue) send_keepalive(*p, now_ms);  // the responder needs one packet to confirm
-    touch(*p);
+    touch(*p, now_ms);
   }
 
   enum class OpenOutcome { data, keepalive, dropped };
@@ -441,8 +578,8 @@ struct TunnelManager::Impl {
     Peer* p = it == index_peer.end() ? nullptr : find(it->second);
     Session* s = nullptr;
     if (p != nullptr) {
-      for (Session* c : {p->current.get(), p->previous.get(), p->next.get()}) {
-        if (c != nullptr && c->local_index() == hdr->receiver_index) s = c;
+      for (const auto* c : sessions_of(*p)) {
+        if (*c && (*c)->local_index() == hdr->receiver_index) s = c->get();
       }
     }
     if (s == nullptr || now_ms - s->created_ms() >= cfg.reject_after_time_ms) {
@@ -459,8 +596,10 @@ struct TunnelManager::Impl {
       case Session::OpenResult::ok:
         break;
     }
-    p->endpoint = from;  // roaming: the last authenticated source wins
-    p->rx_bytes += d.size();
+    set_endpoint(*p, from);  // roaming: the last authenticated source wins
+    const bool data = !is_keepalive(out_plain);
+    s->note_rx(now_ms, d.size(), data);
+    if (data) observe_unanswered(*p, now_ms);
     if (s == p->next.get()) {
       install_current(*p, std::move(p->next));
       CertChain chain = std::move(*p->next_chain);
@@ -469,15 +608,8 @@ struct TunnelManager::Impl {
       flush_queue(*p, now_ms);
     }
     out_peer = p;
-    OpenOutcome out = OpenOutcome::keepalive;
-    if (!is_keepalive(out_plain)) {
-      p->unanswered = true;
-      p->last_recv_data_ms = now_ms;
-      p->data_since_session = true;
-      out = OpenOutcome::data;
-    }
-    touch(*p);
-    return out;
+    touch(*p, now_ms);
+    return data ? OpenOutcome::data : OpenOutcome::keepalive;
   }
 
   // ---- timers ----
@@ -486,7 +618,7 @@ struct TunnelManager::Impl {
     for (auto* s : {&p.current, &p.previous, &p.next}) {
       if (*s && now_ms - (*s)->created_ms() >= cfg.reject_after_time_ms) {
         if (s == &p.next) p.next_chain.reset();
-        release(*s);
+        release(p, *s);
       }
     }
     if (!p.current && p.reported_up) emit_down(p);
@@ -501,12 +633,13 @@ struct TunnelManager::Impl {
         send_init(p, now_ms);
       }
     }
-    if (p.current && !p.hs && p.data_since_session && now_ms >= rekey_at_ms(*p.current)) {
-      start_handshake(p, now_ms);
-    }
-    if (p.unanswered && (!p.current || now_ms >= p.last_recv_data_ms + cfg.keepalive_ms)) {
-      if (p.current) send_keepalive(p, now_ms);
-      p.unanswered = false;
+    // Checked here and not only on send: workers' traffic never passes send().
+    if (rekey_due(p, now_ms)) start_handshake(p, now_ms);
+    observe_unanswered(p, now_ms);
+    if (p.current && unanswered(p) && now_ms >= keepalive_at_ms(p)) {
+      p.keepalive_for_ms = last_rx_data_ms(p);  // once, even if it cannot be sealed
+      p.unanswered_since_ms = 0;
+      send_keepalive(p, now_ms);
     }
   }
 };
@@ -535,11 +668,11 @@ void TunnelManager::remove_peer(const NodeId& id) {
 
 void TunnelManager::refuse(const NodeId& id) {
   impl_->refused.insert(id);
+  impl_->changed();
   Peer* p = impl_->find(id);
   if (p == nullptr) return;
   impl_->clear_sessions(*p);
   p->queue.clear();
-  p->unanswered = false;
   if (p->reported_up) impl_->emit_down(*p);
 }
 
@@ -552,9 +685,8 @@ bool TunnelManager::send(std::uint64_t now_ms, const NodeId& to, ByteSpan plaint
     return false;
   }
   if (m.seal_and_send(*p, now_ms, plaintext)) {
-    p->data_since_session = true;
     m.maybe_rekey(*p, now_ms);
-    m.touch(*p);
+    m.touch(*p, now_ms);
     return true;
   }
   if (p->queue.size() >= m.cfg.queued_per_peer_max) {
@@ -563,7 +695,7 @@ bool TunnelManager::send(std::uint64_t now_ms, const NodeId& to, ByteSpan plaint
   }
   if (m.cfg.queued_per_peer_max > 0) p->queue.emplace_back(plaintext.begin(), plaintext.end());
   m.start_handshake(*p, now_ms);
-  m.touch(*p);
+  m.touch(*p, now_ms);
   return true;
 }
 
@@ -572,16 +704,17 @@ std::size_t TunnelManager::seal_in_place(std::uint64_t now_ms, const NodeId& to,
   Impl& m = *impl_;
   Peer* p = m.find(to);
   if (p == nullptr || !m.usable(p->current.get(), now_ms) || !p->endpoint) return 0;
-  std::size_t n = p->current->seal_in_place(buf, plaintext_len);
+  constexpr std::size_t kHdr = wire::kTransportHeaderLen;
+  const bool data = buf.size() >= kHdr && buf.size() - kHdr >= plaintext_len &&
+                    !is_keepalive(ByteSpan(buf.data() + kHdr, plaintext_len));
+  std::size_t n = p->current->seal_in_place(kOwnerSlot, buf, plaintext_len);
   if (n == 0) return 0;
   out_to = *p->endpoint;
   ++m.counters.tx_datagrams;
   m.counters.tx_bytes += n;
-  p->tx_bytes += n;
-  p->unanswered = false;
-  p->data_since_session = true;
+  p->current->note_tx(now_ms, n, data);
   m.maybe_rekey(*p, now_ms);
-  m.touch(*p);
+  m.touch(*p, now_ms);
   return n;
 }
 
@@ -649,7 +782,7 @@ void TunnelManager::handle_timeout(std::uint64_t now_ms) {
   m.next_deadline_ms = UINT64_MAX;
   for (auto& [id, p] : m.peers) {
     m.tick(p, now_ms);
-    m.next_deadline_ms = std::min(m.next_deadline_ms, m.peer_deadline(p));
+    m.next_deadline_ms = std::min(m.next_deadline_ms, m.peer_deadline(p, now_ms));
   }
 }
 
@@ -682,10 +815,50 @@ std::vector<PeerStats> TunnelManager::peer_stats() const {
     s.endpoint = p.endpoint;
     s.rx_bytes = p.rx_bytes;
     s.tx_bytes = p.tx_bytes;
+    for (const auto* ss : sessions_of(p)) {
+      if (*ss) {
+        s.rx_bytes += (*ss)->rx_bytes();
+        s.tx_bytes += (*ss)->tx_bytes();
+      }
+    }
+    if (p.current) s.cipher = p.current->alg();
     s.last_handshake_ms = p.last_handshake_ms;
     out.push_back(s);
   }
   return out;
+}
+
+std::shared_ptr<const DataSessions> TunnelManager::data_sessions() {
+  Impl& m = *impl_;
+  if (!m.workers) {
+    // From now on traffic may bypass the manager: have the timers recomputed at once,
+    // with the kWorkerTimerMax_ms bound.
+    m.workers = true;
+    m.next_deadline_ms = 0;
+  }
+  if (m.snapshot && !m.snapshot_dirty) return m.snapshot;
+  auto ds = std::make_shared<DataSessions>();
+  ds->version = ++m.snapshot_version;
+  for (const auto& [id, p] : m.peers) {
+    // Refused nodes have no sessions (refuse() clears them).
+    if (p.current && p.endpoint) {
+      ds->send.emplace(id, DataSendEntry{p.current, *p.endpoint,
+                                         p.current->created_ms() + m.cfg.reject_after_time_ms});
+    }
+    for (const auto* s : sessions_of(p)) {
+      if (!*s) continue;
+      DataRecvEntry e;
+      e.session = *s;
+      e.peer = id;
+      e.endpoint = p.endpoint;
+      e.confirmed = s != &p.next;
+      e.expires_ms = (*s)->created_ms() + m.cfg.reject_after_time_ms;
+      ds->recv.emplace((*s)->local_index(), std::move(e));
+    }
+  }
+  m.snapshot = std::move(ds);
+  m.snapshot_dirty = false;
+  return m.snapshot;
 }
 
 std::optional<CertChain> TunnelManager::peer_chain(const NodeId& id) const {

@@ -8,7 +8,24 @@
 //
 // Trust: a handshake succeeds only if the peer's certificate chain verifies against
 // the mesh root (crypto/cert.hpp), its NodeCert dh_pub equals the Noise static key,
-// and the node is not refused (revoked, over-used token: see refuse()).
+// the node is not refused (revoked, over-used token: see refuse()) and the two sides
+// share a transport AEAD (crypto/cipher_suite.hpp).
+//
+// Data-plane workers. The manager is single-threaded (its owner's thread uses cipher
+// slot 0). Worker threads seal and open transport packets themselves on the Sessions of
+// an immutable snapshot, data_sessions(), that the owner republishes after its inputs:
+//   send: entry = send[peer]; if now < entry.expires_ms, entry.session->seal_in_place(
+//         slot, ...) and note_tx(); else (or if it returns 0) hand the frame to the owner,
+//         which calls send() (queues, handshakes).
+//   recv: entry = recv[receiver_index]; if entry.confirmed && entry.endpoint == from and
+//         now < entry.expires_ms: decrypt_in_place(slot, ...), accept_counters() once
+//         per batch, note_rx(); anything else (unknown index, other source = roaming,
+//         unconfirmed session = promotion, handshakes) goes to the owner, which calls
+//         open_in_place() / handle_datagram() as without workers.
+// Timers then see that traffic only through the Sessions' activity figures, so once
+// data_sessions() has been called the owner must run handle_timeout() at least every
+// kWorkerTimerMax_ms while any session exists; poll_timeout() says so by itself (see
+// there), so an owner that re-arms its timer from poll_timeout() needs nothing more.
 #pragma once
 
 #include <cstdint>
@@ -16,12 +33,16 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "crypto/address.hpp"
+#include "crypto/aead.hpp"
 #include "crypto/cert.hpp"
+#include "crypto/cipher_suite.hpp"
 #include "crypto/keys.hpp"
 #include "crypto/random.hpp"
+#include "crypto/session.hpp"
 #include "crypto/wire.hpp"
 
 namespace meshd::crypto {
@@ -37,6 +58,9 @@ struct LocalIdentity {
 inline constexpr std::size_t kPlaintextMax =
     wire::kMaxDatagram - wire::kTransportHeaderLen - wire::kTagLen;
 inline constexpr std::size_t kPeerLocatorsMax = 16;  // set_peer keeps the first ones
+// With data-plane workers, the longest the owner may wait between handle_timeout() calls
+// (keepalive and rekey timers are then up to this late).
+inline constexpr std::uint64_t kWorkerTimerMax_ms = 1000;
 
 struct TunnelConfig {
   // WireGuard's timer values (spec-like, but tunable here for tests).
@@ -49,6 +73,10 @@ struct TunnelConfig {
   std::size_t peers_max = 16384;
   std::size_t queued_per_peer_max = 64;  // packets held while handshaking; oldest dropped
   std::size_t handshakes_per_second_max = 1000;  // beyond it, handshake inits dropped (counted)
+  // Transport AEADs this node accepts, most preferred first (crypto/cipher_suite.hpp).
+  // As initiator it offers all of them; as responder it picks the first one the
+  // initiator offered. Unknown values and repeats are ignored; empty means the default.
+  std::vector<AeadAlg> ciphers = default_cipher_preference();
 };
 
 struct TunnelCounters {
@@ -68,6 +96,9 @@ struct TunnelCounters {
   std::uint64_t drop_peers_full = 0;        // new peer beyond peers_max (set_peer or inbound)
   std::uint64_t drop_outbox_full = 0;       // transmit/event queue full (agent not polling)
   std::uint64_t drop_handshake_timeout = 0;  // queued packets dropped when a handshake gave up
+  std::uint64_t drop_no_cipher = 0;          // handshake refused: no transport AEAD in common
+  // Traffic that data-plane workers seal and open themselves is not in these counters
+  // (it is in the Sessions' figures and in peer_stats()).
 };
 
 struct PeerStats {
@@ -75,8 +106,11 @@ struct PeerStats {
   bool session_up = false;
   bool handshaking = false;
   std::optional<Locator> endpoint;  // current underlay address (roams to last authentic source)
+  // Transport datagram bytes on all sessions (also those sealed/opened by workers and
+  // noted on the Session) plus handshake bytes sent.
   std::uint64_t rx_bytes = 0, tx_bytes = 0;
   std::uint64_t last_handshake_ms = 0;  // 0 = never
+  AeadAlg cipher = AeadAlg::chacha20_poly1305;  // the current session's (if session_up)
 };
 
 struct TunnelTransmit {
@@ -94,10 +128,35 @@ struct TunnelEvent {
   };
   Kind kind{};
   NodeId peer{};
-  std::optional<CertChain> chain;  // peer_up
-  Locator from;                    // received / peer_up
-  Bytes plaintext;                 // received: inner header + payload
-  std::string reason;              // rejected
+  std::optional<CertChain> chain;               // peer_up
+  AeadAlg cipher = AeadAlg::chacha20_poly1305;  // peer_up: the new session's
+  Locator from;                                 // received / peer_up
+  Bytes plaintext;                              // received: inner header + payload
+  std::string reason;                           // rejected
+};
+
+// Snapshot entries for data-plane workers (see the top of this file). The shared_ptr
+// keeps a Session alive while a worker uses it, even after the manager dropped it.
+struct DataSendEntry {
+  std::shared_ptr<Session> session;  // the peer's current session
+  Locator endpoint;                  // where to send
+  std::uint64_t expires_ms = 0;      // created + reject_after_time: not usable from then on
+};
+struct DataRecvEntry {
+  std::shared_ptr<Session> session;
+  NodeId peer{};
+  std::optional<Locator> endpoint;  // the peer's current endpoint
+  // False for a responder's `next` session: the first packet on it must go through
+  // TunnelManager::open_in_place (it promotes the session to current).
+  bool confirmed = true;
+  std::uint64_t expires_ms = 0;  // created + reject_after_time
+};
+struct DataSessions {
+  // Peers with a current session and an endpoint.
+  std::unordered_map<NodeId, DataSendEntry, NodeIdHash> send;
+  // Local index -> session (current, previous, next).
+  std::unordered_map<std::uint32_t, DataRecvEntry> recv;
+  std::uint64_t version = 0;  // grows with each rebuild
 };
 
 class TunnelManager {
@@ -141,8 +200,17 @@ class TunnelManager {
 
   std::optional<TunnelTransmit> poll_transmit();
   std::optional<TunnelEvent> poll_event();
-  // Next time handle_timeout wants to run; UINT64_MAX if none.
+  // Next time handle_timeout wants to run; UINT64_MAX if none. Once data_sessions() has
+  // been called: 0 right after that first call, then at most kWorkerTimerMax_ms after
+  // the last input or handle_timeout while any session exists.
   std::uint64_t poll_timeout() const;
+
+  // Immutable snapshot for data-plane workers. Rebuilt only when sessions, endpoints or
+  // refusals changed since the last call (else the same pointer is returned); the owner
+  // calls it after each input (or batch of inputs) and publishes it to the workers.
+  // Entries are not filtered by time: workers check expires_ms. Cost of a rebuild:
+  // O(peers).
+  std::shared_ptr<const DataSessions> data_sessions();
 
   const TunnelCounters& counters() const;
   std::vector<PeerStats> peer_stats() const;

@@ -2,6 +2,7 @@
 // swapping a shared pointer; the data path reads it without locks (DESIGN principle 3).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <unordered_map>
@@ -33,8 +34,21 @@ struct RemoteEndpoint {
   NodeId owner{};
   // Set by the data path when a frame goes to or comes from the endpoint; the agent
   // reads and clears it now and then to keep the mapping's cache entry fresh (the only
-  // field of a published snapshot that changes; one data-path thread writes it).
-  mutable std::uint8_t used = 0;
+  // field of a published snapshot that changes; data-plane workers set it concurrently,
+  // hence relaxed atomic; a write that is already 1 is skipped to keep the line shared).
+  mutable std::atomic<std::uint8_t> used{0};
+
+  RemoteEndpoint() = default;
+  explicit RemoteEndpoint(const NodeId& o) : owner(o) {}
+  RemoteEndpoint(const RemoteEndpoint& o) : owner(o.owner), used(o.used.load(std::memory_order_relaxed)) {}
+  RemoteEndpoint& operator=(const RemoteEndpoint& o) {
+    owner = o.owner;
+    used.store(o.used.load(std::memory_order_relaxed), std::memory_order_relaxed);
+    return *this;
+  }
+  void mark_used() const {
+    if (used.load(std::memory_order_relaxed) == 0) used.store(1, std::memory_order_relaxed);
+  }
 };
 
 // A routed prefix (proxy-ARP/ND gateway): ARP and NS for addresses in `prefix` that are

@@ -126,7 +126,7 @@ TapDecision Forwarder::on_tap_frame(std::uint32_t vni, ByteSpan frame,
       ++counters_.tx_unicast;
       d.kind = TapDecision::Kind::unicast;
       d.to = remote->second.owner;
-      remote->second.used = 1;
+      remote->second.mark_used();
       return d;
     }
     if (fib.local_macs.contains(MacKey{vni, eth->dst})) {
@@ -148,6 +148,37 @@ TapDecision Forwarder::on_tap_frame(std::uint32_t vni, ByteSpan frame,
   d.kind = TapDecision::Kind::flood;
   d.flood = &members->second;
   return d;
+}
+
+ForwarderCounters& ForwarderCounters::operator+=(const ForwarderCounters& o) {
+  tx_unicast += o.tx_unicast;
+  tx_flood += o.tx_flood;
+  arp_proxied += o.arp_proxied;
+  nd_proxied += o.nd_proxied;
+  route_proxied += o.route_proxied;
+  rx_delivered += o.rx_delivered;
+  drop_malformed += o.drop_malformed;
+  drop_src_not_local += o.drop_src_not_local;
+  drop_vni_not_allowed += o.drop_vni_not_allowed;
+  drop_src_not_owner += o.drop_src_not_owner;
+  src_unresolved += o.src_unresolved;
+  drop_vni_not_served += o.drop_vni_not_served;
+  drop_no_route += o.drop_no_route;
+  drop_dst_local += o.drop_dst_local;
+  drop_flood_limited += o.drop_flood_limited;
+  return *this;
+}
+
+std::optional<NodeId> Forwarder::unicast_owner(std::uint32_t vni, ByteSpan frame) {
+  const std::optional<EthView> eth = parse_eth(frame);
+  if (!eth || eth->is_multicast()) return std::nullopt;
+  const Fib& fib = *fib_;
+  const auto remote = fib.remote_macs.find(MacKey{vni, eth->dst});
+  if (remote == fib.remote_macs.end()) return std::nullopt;
+  if (!fib.local_macs.contains(MacKey{vni, eth->src})) return std::nullopt;
+  ++counters_.tx_unicast;
+  remote->second.mark_used();
+  return remote->second.owner;
 }
 
 TunnelDecision Forwarder::on_tunnel_frame(const NodeId& sender, const crypto::CertChain& chain,
@@ -179,7 +210,7 @@ TunnelDecision Forwarder::on_tunnel_frame(const NodeId& sender, const crypto::Ce
     ++counters_.drop_src_not_owner;
     return {};
   }
-  owner->second.used = 1;
+  owner->second.mark_used();
   ++counters_.rx_delivered;
   return TunnelDecision{TunnelDecision::Kind::deliver};
 }

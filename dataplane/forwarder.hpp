@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -48,6 +49,7 @@ struct ForwarderCounters {
   std::uint64_t drop_dst_local = 0;        // unicast to a local endpoint: the bridge switched it
   std::uint64_t drop_flood_limited = 0;    // allow_flood() refused: the VNI's budget is spent
   bool operator==(const ForwarderCounters&) const = default;
+  ForwarderCounters& operator+=(const ForwarderCounters& o);
 };
 
 struct TapDecision {
@@ -98,6 +100,12 @@ class Forwarder {
   //    the requester is the next hop itself.
   // Flooding is not rate limited here: the agent calls allow_flood() before replicating.
   TapDecision on_tap_frame(std::uint32_t vni, ByteSpan frame, std::span<std::uint8_t> reply);
+
+  // The data-plane workers' fast path: if the frame's destination is a remote endpoint
+  // and its source one of ours, counts tx_unicast, marks the endpoint used and returns
+  // its owner. Anything else (multicast, a miss, a local destination, malformed):
+  // nullopt with nothing counted; the frame then goes through on_tap_frame.
+  std::optional<NodeId> unicast_owner(std::uint32_t vni, ByteSpan frame);
 
   // A decrypted frame from `sender` (whose verified chain is `chain`) for `vni`.
   // `vni_served` says whether we have a device for it.

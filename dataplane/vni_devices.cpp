@@ -96,6 +96,7 @@ std::string default_ifname(std::uint32_t vni, const std::string& ifname) {
 
 struct VniDevices::Impl {
   unsigned mtu = 0;
+  TapOptions tap_opt;
   std::optional<Netlink> nl;  // opened on first use: the constructor cannot fail
   std::map<std::uint32_t, TapDevice> taps;
 
@@ -109,8 +110,9 @@ struct VniDevices::Impl {
   }
 };
 
-VniDevices::VniDevices(unsigned tenant_mtu) : impl_(std::make_unique<Impl>()) {
+VniDevices::VniDevices(unsigned tenant_mtu, TapOptions tap) : impl_(std::make_unique<Impl>()) {
   impl_->mtu = tenant_mtu;
+  impl_->tap_opt = tap;
 }
 
 VniDevices::~VniDevices() = default;
@@ -164,7 +166,7 @@ Result<const TapDevice*> VniDevices::ensure_vni(std::uint32_t vni) {
   // take the others' addresses with it.
   if (Status s = nl.set_promote_secondaries(br, true); !s) return s.error();
 
-  Result<TapDevice> tap = TapDevice::open(tn);
+  Result<TapDevice> tap = TapDevice::open(tn, impl_->tap_opt);
   if (!tap) return tap.error();
   if (Status s = nl.set_mtu(tn, impl_->mtu); !s) return s.error();
   if (Status s = set_ipv6_enabled(tn, false); !s) return s.error();

@@ -34,7 +34,8 @@ struct Attachment {
 
 class VniDevices {
  public:
-  explicit VniDevices(unsigned tenant_mtu);
+  // TAPs are opened with `tap` (queues = data-plane workers, offloads).
+  explicit VniDevices(unsigned tenant_mtu, TapOptions tap = {});
   // Closes the TAPs only: bridges and veths stay, so a restarted agent (or one that
   // was killed) finds tenants still wired and re-adopts them (attach is idempotent).
   ~VniDevices();

@@ -12,7 +12,7 @@ PKGS=(
   libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
   doctest-dev libbenchmark-dev
   # tests, demo, benchmarks
-  iproute2 iputils-ping jq procps psmisc
+  iproute2 iputils-ping jq procps psmisc iperf3 netcat-openbsd
 )
 
 missing=()

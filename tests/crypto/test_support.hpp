@@ -5,6 +5,8 @@
 
 #include <cstring>
 #include <deque>
+#include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -91,6 +93,9 @@ struct FakeNet {
   bool drop_all = false;
   std::uint64_t delivered = 0;
   std::vector<Bytes> captured;  // every datagram sent, for replay and tamper tests
+  // If set and it returns true, the datagram was consumed (e.g. by a simulated
+  // data-plane worker) instead of going to handle_datagram.
+  std::function<bool(std::size_t to, const Locator& from, Bytes& d)> intercept;
 
   std::size_t add(LocalIdentity id, TunnelConfig cfg, Random& rng, std::uint16_t port) {
     Node n;
@@ -129,6 +134,10 @@ struct FakeNet {
       InFlight f = std::move(wire.front());
       wire.pop_front();
       ++delivered;
+      if (intercept && intercept(f.to, f.from, f.d)) {
+        collect();
+        continue;
+      }
       nodes[f.to].tm->handle_datagram(now_ms, f.from, f.d);
       collect();
     }

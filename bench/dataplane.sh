@@ -4,22 +4,22 @@
 # (its OVB_EXTRA_* hook runs meshd). As root. Takes several minutes; installs iperf3,
 # nebula, tinc and wireguard-go through apt unless OVB_NO_INSTALL=1.
 #
-#   bench/overlay.sh                 all overlays + meshd
-#   bench/overlay.sh vxlan extra     only kernel VXLAN and meshd ("extra" is meshd)
+#   bench/dataplane.sh                 all overlays + meshd
+#   bench/dataplane.sh vxlan extra     only kernel VXLAN and meshd ("extra" is meshd)
 #
 # Prints overlay-peers' table, then meshd's figures as a ratio of each overlay's.
 # MESHD_BIN=path skips the build. Other OVB_* knobs are documented in overlay-peers.sh.
 set -euo pipefail
 
 # ---------------------------------------------------------------- inside a namespace
-# overlay-peers.sh runs `overlay.sh --side a|b` inside ovb-a / ovb-b with OVB_* set.
+# overlay-peers.sh runs `dataplane.sh --side a|b` inside ovb-a / ovb-b with OVB_* set.
 # The agent must stay in the foreground (it is killed by pid), so the steps that need a
 # running agent (token, attach) run in a background subshell, bounded.
 
 wait_sock() { # state dir
   local k
   for ((k = 0; k < 300; k++)); do [ -S "$1/control.sock" ] && return 0; sleep 0.1; done
-  echo "overlay.sh: no control socket in $1 after 30 s" >&2
+  echo "dataplane.sh: no control socket in $1 after 30 s" >&2
   return 1
 }
 
@@ -48,7 +48,7 @@ side_a() {
 side_b() {
   local s=$OVB_WORK/meshd-b k
   for ((k = 0; k < 300; k++)); do [ -s "$OVB_WORK/meshd.token" ] && break; sleep 0.1; done
-  [ -s "$OVB_WORK/meshd.token" ] || { echo "overlay.sh: no token from A within 30 s" >&2; exit 1; }
+  [ -s "$OVB_WORK/meshd.token" ] || { echo "dataplane.sh: no token from A within 30 s" >&2; exit 1; }
   attach_when_up "$s" "$OVB_EXTRA_IP_B" &
   exec "$MESHD_BIN" join --token-file "$OVB_WORK/meshd.token" --state "$s" --name b \
     --listen "$OVB_UNDER_IP_B:51900"
@@ -59,7 +59,7 @@ if [ "${1:-}" = --side ]; then
     a) side_a ;;
     b) side_b ;;
   esac
-  echo "overlay.sh: --side a|b" >&2
+  echo "dataplane.sh: --side a|b" >&2
   exit 2
 fi
 
@@ -68,8 +68,8 @@ cd "$(dirname "$0")/.."
 root=$PWD
 
 peers=${OVB_PEERS_SCRIPT:-$root/../shared/bench/overlay-peers.sh}
-[ -f "$peers" ] || { echo "overlay.sh: $peers not found (expects ../shared beside the repo)" >&2; exit 1; }
-[ "$(id -u)" = 0 ] || { echo "overlay.sh: run as root" >&2; exit 1; }
+[ -f "$peers" ] || { echo "dataplane.sh: $peers not found (expects ../shared beside the repo)" >&2; exit 1; }
+[ "$(id -u)" = 0 ] || { echo "dataplane.sh: run as root" >&2; exit 1; }
 
 if [ -z "${MESHD_BIN:-}" ]; then
   bash scripts/build.sh --target meshd >&2
@@ -78,7 +78,7 @@ fi
 MESHD_BIN=$(readlink -f "$MESHD_BIN")
 export MESHD_BIN
 
-self=$root/bench/overlay.sh
+self=$root/bench/dataplane.sh
 OVB_EXTRA_CMD_A="bash $(printf %q "$self") --side a"
 OVB_EXTRA_CMD_B="bash $(printf %q "$self") --side b"
 export OVB_EXTRA_CMD_A OVB_EXTRA_CMD_B
@@ -90,20 +90,22 @@ rc=0
 bash "$peers" "$@" | tee "$out" || rc=$?
 
 # Relative table: meshd's throughput and latency divided by every row's (same run).
-awk -F'|' '
+awk -F'|' -v t="${OVB_TIME:-8}" '
   function num(s) { gsub(/ /, "", s); return (s ~ /^[0-9.]+$/) ? s + 0 : -1 }
   /^\| [^ ]+ \| / && $2 !~ /overlay|---/ {
     name = $2; gsub(/ /, "", name)
-    n++; names[n] = name; one[n] = num($3); four[n] = num($4); lat[n] = num($5)
+    n++; names[n] = name; one[n] = num($3); four[n] = num($4); lat[n] = num($5); cpu[n] = num($6)
     if (name == "meshd") m = n
   }
   function ratio(a, b) { return (a > 0 && b > 0) ? sprintf("%.2f", a / b) : "-" }
+  # CPU seconds per gigabit carried: the CPU of the whole 1-stream run (t + 1 s warm-up).
+  function cpg(i) { return (cpu[i] > 0 && one[i] > 0) ? sprintf("%.3f", cpu[i] / (one[i] * (t + 1))) : "-" }
   END {
     if (!m) { print "\n(no meshd row: nothing to compare)"; exit }
     print "\n### meshd relative to each overlay (same run): meshd / overlay; throughput < 1 means meshd is slower, ping < 1 means meshd answers faster\n"
-    print "| overlay | 1-stream | 4-stream | ping avg |"
-    print "|---|---|---|---|"
+    print "| overlay | 1-stream | 4-stream | ping avg | ping diff ms | CPU s per Gbit (overlay; meshd " cpg(m) ") |"
+    print "|---|---|---|---|---|---|"
     for (i = 1; i <= n; i++) if (i != m)
-      printf "| %s | %s | %s | %s |\n", names[i], ratio(one[m], one[i]), ratio(four[m], four[i]), ratio(lat[m], lat[i])
+      printf "| %s | %s | %s | %s | %+.3f | %s |\n", names[i], ratio(one[m], one[i]), ratio(four[m], four[i]), ratio(lat[m], lat[i]), lat[m] - lat[i], cpg(i)
   }' "$out"
 exit "$rc"
