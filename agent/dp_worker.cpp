@@ -89,6 +89,7 @@ WorkerCounters& WorkerCounters::operator+=(const WorkerCounters& o) {
   udp_tx_datagrams += o.udp_tx_datagrams;
   udp_tx_gso_sends += o.udp_tx_gso_sends;
   udp_tx_errors += o.udp_tx_errors;
+  udp_tx_waits += o.udp_tx_waits;
   tunnel_rx_bytes += o.tunnel_rx_bytes;
   tunnel_tx_bytes += o.tunnel_tx_bytes;
   drop_decrypt += o.drop_decrypt;
@@ -387,6 +388,7 @@ class DataPlane::Worker : public dp::FrameSink {
       const ssize_t r = f();
       if (r >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != ENOBUFS) || attempt == kSendWaitsMax) return r;
       pollfd p{udp_fd_, POLLOUT, 0};
+      ++c_.udp_tx_waits;
       ::poll(&p, 1, kSendWait_ms);
     }
   }

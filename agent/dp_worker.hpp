@@ -71,6 +71,7 @@ struct WorkerCounters {
   std::uint64_t tap_drop_gso = 0;       // super-frame that could not be segmented
   std::uint64_t udp_rx_datagrams = 0, udp_rx_gro_batches = 0, udp_rx_errors = 0, udp_rx_truncated = 0;
   std::uint64_t udp_tx_datagrams = 0, udp_tx_gso_sends = 0, udp_tx_errors = 0;
+  std::uint64_t udp_tx_waits = 0;  // sends that found the socket buffer full and waited
   std::uint64_t tunnel_rx_bytes = 0, tunnel_tx_bytes = 0;
   std::uint64_t drop_decrypt = 0, drop_replay = 0, drop_inner_header = 0;
   std::uint64_t slow_path = 0, slow_drop_full = 0;

@@ -98,6 +98,7 @@ nlohmann::json Daemon::counters_json() const {
   c["udp_rx_errors"] = w.udp_rx_errors;
   c["udp_tx_datagrams"] = w.udp_tx_datagrams;
   c["udp_tx_gso_sends"] = w.udp_tx_gso_sends;
+  c["udp_tx_waits"] = w.udp_tx_waits;
   c["udp_tx_errors"] = udp_.tx_errors() + w.udp_tx_errors;
   c["tap_rx_frames"] = w.tap_rx_frames;
   c["tap_rx_super_frames"] = w.tap_rx_super;
