@@ -10,6 +10,7 @@
 #include <cstring>
 #include <vector>
 
+#include "dataplane/icmp_too_big.hpp"
 #include "dataplane/offload.hpp"
 
 namespace {
@@ -86,6 +87,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const VnetHdr h = read_vnet_hdr(data);
   const std::size_t mss_cap = std::size_t{data[kVnetHdrLen]} * 16;  // 0: no cap
   const ByteSpan frame(data + kVnetHdrLen + 1, size - kVnetHdrLen - 1);
+
+  // The oversize path the worker takes for the same frame: classify, then answer.
+  {
+    static std::array<std::uint8_t, kIcmpTooBigFrameMax> icmp{};
+    const std::size_t frame_max = 64 + mss_cap;
+    const TooBigAction a = classify_oversize(frame, frame_max);
+    const std::size_t n = build_icmp_too_big(frame, icmp_too_big_mtu(frame, frame_max), icmp);
+    if (n > icmp.size() || (a == TooBigAction::icmp) != (n > 0)) std::abort();
+  }
 
   for (std::size_t i = 0; i < kSegmentsMax; ++i) {
     std::memset(arena.data() + i * kStride, kCanary, kHeadroom);
