@@ -176,7 +176,11 @@ int Daemon::start() {
   }
   std::string names;
   for (auto a : tcfg.ciphers) names += (names.empty() ? "" : ", ") + std::string(crypto::aead_alg_name(a));
-  spdlog::log(joining_ ? spdlog::level::debug : spdlog::level::info, "transport ciphers, preferred first: {}", names);
+  // While enrolling only a refusal may print (one line): debug then.
+  const auto lvl = joining_ ? spdlog::level::debug : spdlog::level::info;
+  const DataPlaneOptions& dpo = dataplane_->options();
+  spdlog::log(lvl, "data plane: {} worker{}, offloads {}; transport ciphers, preferred first: {}", dpo.workers,
+              dpo.workers == 1 ? "" : "s", dpo.offload ? "on" : "off", names);
   tunnel_ = std::make_unique<crypto::TunnelManager>(local_identity(id_), tcfg, rng_);
   const auto node_key = crypto::SigningKey::from_seed(id_.node_seed);
   mesh::NodeRecord self;
@@ -208,11 +212,9 @@ int Daemon::start() {
   // From here on nothing fails: open every handle at once so stop() closes them all.
   uv_async_init(&loop_, &slow_async_, [](uv_async_t* h) { static_cast<Daemon*>(h->data)->on_slow_items(); });
   slow_async_.data = this;
-  {
-    std::vector<int> fds{udp_.fd()};
-    for (const auto& s : worker_udp_) fds.push_back(s->fd());
-    if (auto s = dataplane_->start(fds); !s) spdlog::error("data plane: {}", s.error().message);
-  }
+  std::vector<int> worker_fds{udp_.fd()};
+  for (const auto& s : worker_udp_) worker_fds.push_back(s->fd());
+  const Status dp_started = dataplane_->start(worker_fds);
   for (uv_timer_t* t : {&tunnel_timer_, &mesh_timer_, &join_timer_, &leave_timer_}) {
     uv_timer_init(&loop_, t);
     t->data = this;
@@ -229,6 +231,11 @@ int Daemon::start() {
   uv_signal_start(&sigint_, on_signal, SIGINT);
   uv_signal_start(&sigterm_, on_signal, SIGTERM);
   handles_open_ = true;
+  if (!dp_started) {
+    // Out of fds or threads: nothing can be forwarded, say so and stop.
+    fail_line("cannot start the data plane: " + dp_started.error().message);
+    return 1;
+  }
 
   if (!joining_) store_->save_locators(locators_);
   // While enrolling, progress is debug-level: a refused join must print exactly one

@@ -83,9 +83,6 @@ int Daemon::start_dataplane() {
   const std::size_t ip_udp = o.udp_family == AF_INET ? 20 + 8 : wire::kIpv6UdpOverhead;
   o.frame_max = wire::kUnderlayMtu - ip_udp - wire::kTransportOverhead;
   dataplane_ = std::make_unique<DataPlane>(o, clock_, [this] { uv_async_send(&slow_async_); });
-  // While enrolling only a refusal may print (one line): debug then.
-  spdlog::log(joining_ ? spdlog::level::debug : spdlog::level::info, "data plane: {} worker{}, offloads {}", n,
-              n == 1 ? "" : "s", o.offload ? "on" : "off");
   return 0;
 }
 

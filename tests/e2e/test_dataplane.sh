@@ -21,6 +21,17 @@ case "${MESHD_DP_OFFLOAD:-1}" in 0 | off) offload=0 ;; esac
 log "offloads: $offload, workers: ${MESHD_DP_WORKERS:-default}"
 
 e2e_underlay 2
+
+step "bad data-plane settings are refused at start"
+mraw 1 init --state "$E2E_WORK/bad" --name bad --listen "$(uip 1):51999" >/dev/null || fail "init for the bad-settings check"
+for kv in MESHD_DP_WORKERS=99 MESHD_DP_WORKERS=x MESHD_DP_OFFLOAD=maybe MESHD_CIPHERS=rot13; do
+  rc=0
+  err=$(env "$kv" timeout -k 2 20 ip netns exec "${H[1]}" "$MESHD" run --state "$E2E_WORK/bad" 2>&1 >/dev/null) || rc=$?
+  [ "$rc" = 2 ] || fail "$kv: exit $rc, want 2 ($err)"
+  [ "$(wc -l <<<"$err")" = 1 ] && grep -q "${kv%%=*}" <<<"$err" || fail "$kv: want one line naming it, got: $err"
+  ok "$kv refused: $err"
+done
+
 mesh_up 2
 tenant_add t1
 tenant_add t2
@@ -29,6 +40,17 @@ attach 2 100 t2 10.10.0.2/24
 expect_ping "${T[t1]}" 10.10.0.2
 
 counter() { mjson "$1" status | jq -r ".counters.$2 // 0"; }
+
+step "the session's cipher"
+cipher=$(mjson 1 peers | jq -r '.peers[0].cipher')
+case "${MESHD_CIPHERS:-auto}" in
+  chacha20-poly1305) [ "$cipher" = chacha20-poly1305 ] || fail "MESHD_CIPHERS=chacha20-poly1305 but the session uses $cipher" ;;
+  aes-256-gcm) [ "$cipher" = aes-256-gcm ] || fail "MESHD_CIPHERS=aes-256-gcm but the session uses $cipher" ;;
+  *) [ "$cipher" = aes-256-gcm ] || [ "$cipher" = chacha20-poly1305 ] || fail "no cipher reported: $cipher" ;;
+esac
+[ "$(mjson 2 peers | jq -r '.peers[0].cipher')" = "$cipher" ] || fail "h1 and h2 disagree on the cipher"
+ok "both ends use $cipher"
+
 
 # transfer FROM_NS TO_NS TO_IP: 24 MiB of random bytes over one TCP connection (nc),
 # compared by sha256; then iperf3 for the rate (printed, not judged).
