@@ -19,6 +19,7 @@
 #include "agent/inner_header.hpp"
 #include "agent/udp_socket.hpp"
 #include "crypto/session.hpp"
+#include "dataplane/checksum.hpp"
 #include "dataplane/icmp_too_big.hpp"
 #include "dataplane/offload.hpp"
 
@@ -57,13 +58,7 @@ constexpr std::chrono::milliseconds kQuiesceMax{1000};
 // pseudo-header sum; the checksum covers [start, end). False if the offsets are bad.
 bool complete_csum(std::span<std::uint8_t> frame, std::size_t start, std::size_t offset) {
   if (start >= frame.size() || offset + 2 > frame.size() - start) return false;
-  std::uint64_t sum = 0;
-  const std::uint8_t* p = frame.data() + start;
-  std::size_t n = frame.size() - start;
-  for (; n >= 2; p += 2, n -= 2) sum += static_cast<std::uint32_t>(p[0]) << 8 | p[1];
-  if (n == 1) sum += static_cast<std::uint32_t>(p[0]) << 8;
-  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
-  auto c = static_cast<std::uint16_t>(~sum & 0xffff);
+  std::uint16_t c = dp::ip_checksum(ByteSpan(frame.data() + start, frame.size() - start));
   // UDP sends 0xffff for a computed zero; TCP does not care which zero it is.
   if (c == 0) c = 0xffff;
   frame[start + offset] = static_cast<std::uint8_t>(c >> 8);
