@@ -30,7 +30,7 @@ void Daemon::unwatch_tap(std::uint32_t vni) {
   // The workers must let go of the TAP's fds before it is closed (remove_vni, teardown).
   taps_dirty_ = true;
   publish_view();
-  dataplane_->remove_tap(vni, *tap);
+  dataplane_->remove_tap(*tap);
 }
 
 void Daemon::send_frame(std::uint64_t now, const crypto::NodeId& to, std::uint32_t vni,

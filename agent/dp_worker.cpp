@@ -125,7 +125,8 @@ class DataPlane::Worker : public dp::FrameSink {
     }
     if (dp_.opt_.offload) {
       const int one = 1;
-      gro_ = ::setsockopt(udp_fd_, IPPROTO_UDP, UDP_GRO, &one, sizeof one) == 0;
+      // Best effort: without GRO every datagram is its own message.
+      ::setsockopt(udp_fd_, IPPROTO_UDP, UDP_GRO, &one, sizeof one);
       gso_ = true;  // tried on the first batch; EIO/EINVAL turns it off
     }
     return ok_status();
@@ -685,7 +686,6 @@ class DataPlane::Worker : public dp::FrameSink {
   int epfd_ = -1;
   int wake_fd_ = -1;
   bool gso_ = false;
-  bool gro_ = false;
   std::thread thread_;
   std::atomic<bool> stop_{false};
   std::atomic<std::uint64_t> epoch_{0};
@@ -755,8 +755,7 @@ void DataPlane::add_tap(std::uint32_t vni, const dp::TapDevice& tap) {
   }
 }
 
-void DataPlane::remove_tap(std::uint32_t vni, const dp::TapDevice& tap) {
-  (void)vni;
+void DataPlane::remove_tap(const dp::TapDevice& tap) {
   std::vector<std::uint64_t> epochs;
   for (unsigned i = 0; i < workers_.size(); ++i) {
     const int fd = tap.queue_fd(i);

@@ -105,7 +105,7 @@ class DataPlane {
   void add_tap(std::uint32_t vni, const dp::TapDevice& tap);
   // Removes it and returns once no worker can still use the TAP's fds (publish a view
   // without it first); the caller may close the TAP afterwards.
-  void remove_tap(std::uint32_t vni, const dp::TapDevice& tap);
+  void remove_tap(const dp::TapDevice& tap);
 
   // Moves the waiting slow items into `out` (appended).
   void take_slow(std::vector<SlowItem>& out);

@@ -94,40 +94,6 @@ Status UdpSocket::open(const Locator& listen, bool reuse_port) {
   return ok_status();
 }
 
-std::size_t UdpSocket::recv_batch(std::span<std::span<std::uint8_t>> bufs, std::span<Datagram> out) {
-  const std::size_t n = std::min<std::size_t>({bufs.size(), out.size(), kUdpRxBatch});
-  std::array<mmsghdr, kUdpRxBatch> msgs{};
-  std::array<iovec, kUdpRxBatch> iov{};
-  std::array<sockaddr_storage, kUdpRxBatch> addrs{};
-  for (std::size_t i = 0; i < n; ++i) {
-    iov[i] = iovec{bufs[i].data(), bufs[i].size()};
-    msgs[i].msg_hdr.msg_iov = &iov[i];
-    msgs[i].msg_hdr.msg_iovlen = 1;
-    msgs[i].msg_hdr.msg_name = &addrs[i];
-    msgs[i].msg_hdr.msg_namelen = sizeof addrs[i];
-  }
-  const int got = ::recvmmsg(fd_, msgs.data(), static_cast<unsigned>(n), MSG_DONTWAIT, nullptr);
-  if (got <= 0) {
-    if (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) ++rx_errors_;
-    return 0;
-  }
-  std::size_t kept = 0;
-  for (int i = 0; i < got; ++i) {
-    if (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) {
-      ++rx_truncated_;
-      continue;
-    }
-    // Keep buffers and results aligned: move the datagram's buffer slot if needed.
-    if (kept != static_cast<std::size_t>(i)) {
-      std::memcpy(bufs[kept].data(), bufs[i].data(), msgs[i].msg_len);
-    }
-    out[kept].from = from_sockaddr(addrs[i]);
-    out[kept].len = msgs[i].msg_len;
-    ++kept;
-  }
-  return kept;
-}
-
 bool UdpSocket::send_to(const Locator& to, std::span<const std::uint8_t> datagram) {
   if (family_ == AF_INET && !to.ip.is_v4()) {
     ++tx_errors_;  // an IPv4 socket cannot reach an IPv6 locator

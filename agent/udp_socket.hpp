@@ -1,5 +1,5 @@
-// The underlay UDP socket: non-blocking, batched receive (recvmmsg). One socket per
-// agent; a wildcard IPv6 listen address is dual-stack, and IPv4 peers are then
+// The underlay UDP socket: non-blocking. One per data-plane worker (dp_worker.hpp
+// receives on it); a wildcard IPv6 listen address is dual-stack, and IPv4 peers are then
 // reached through v4-mapped addresses.
 #pragma once
 
@@ -17,7 +17,6 @@
 
 namespace meshd::agent {
 
-inline constexpr std::size_t kUdpRxBatch = 32;
 inline constexpr int kUdpSocketBufferBytes = 4 << 20;
 
 // Locator <-> socket address for a socket of `family` (an IPv4 locator on an IPv6
@@ -40,25 +39,15 @@ class UdpSocket {
   int fd() const { return fd_; }
   int family() const { return family_; }
 
-  // One datagram received into a caller buffer.
-  struct Datagram {
-    Locator from;
-    std::size_t len = 0;
-  };
-  // Receives up to bufs.size() (<= kUdpRxBatch) datagrams; returns how many (0 when
-  // nothing is pending). Truncated datagrams are dropped (counted).
-  std::size_t recv_batch(std::span<std::span<std::uint8_t>> bufs, std::span<Datagram> out);
   // false if the kernel refused it (buffer full, unreachable); counted.
   bool send_to(const Locator& to, std::span<const std::uint8_t> datagram);
 
-  std::uint64_t rx_truncated() const { return rx_truncated_; }
   std::uint64_t tx_errors() const { return tx_errors_; }
-  std::uint64_t rx_errors() const { return rx_errors_; }
 
  private:
   int fd_ = -1;
   int family_ = AF_INET;
-  std::uint64_t rx_truncated_ = 0, tx_errors_ = 0, rx_errors_ = 0;
+  std::uint64_t tx_errors_ = 0;
 };
 
 }  // namespace meshd::agent
