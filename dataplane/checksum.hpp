@@ -26,7 +26,23 @@ inline std::uint16_t checksum_partial(ByteSpan data, std::uint16_t initial = 0) 
   // 0xffff divides 2^64 - 1, so an end-around carry on 64-bit words keeps it exact.
   const std::uint8_t* p = data.data();
   std::size_t n = data.size();
-  std::uint64_t acc = 0;
+  // 32-bit words into four 64-bit sums: no carries to chase until 2^32 words, and four
+  // independent chains (about twice the speed of one end-around-carry chain).
+  std::uint64_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+  while (n >= 16) {
+    std::uint32_t w[4];
+    std::memcpy(w, p, 16);
+    a0 += w[0];
+    a1 += w[1];
+    a2 += w[2];
+    a3 += w[3];
+    p += 16;
+    n -= 16;
+  }
+  std::uint64_t acc = a0 + a1;  // each < 2^62: no overflow
+  const std::uint64_t hi = a2 + a3;
+  acc += hi;
+  acc += (acc < hi) ? 1 : 0;
   while (n >= 8) {
     std::uint64_t w;
     std::memcpy(&w, p, 8);
