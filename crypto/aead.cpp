@@ -7,6 +7,7 @@
 #include <sodium.h>
 
 #include <climits>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -29,6 +30,8 @@ const EVP_CIPHER* evp_cipher(AeadAlg alg) {
 
 // The provider functions for one algorithm (provider-cipher(7)). All set, or unusable.
 struct AeadCipher::Provider {
+  // The fetched cipher holds the provider (and so these functions) loaded; freed at exit.
+  std::shared_ptr<EVP_CIPHER> fetched;
   void* provctx = nullptr;
   OSSL_FUNC_cipher_newctx_fn* newctx = nullptr;
   OSSL_FUNC_cipher_freectx_fn* freectx = nullptr;
@@ -46,13 +49,13 @@ struct AeadCipher::Provider {
   }
 
   // The implementation EVP_CIPHER_fetch picks, found among its provider's algorithms by
-  // name. The fetched EVP_CIPHER is kept for the life of the process: it holds the
-  // provider (and so these functions) loaded.
+  // name.
   static Provider find(AeadAlg alg) {
     Provider p;
     const char* name = alg == AeadAlg::aes256_gcm ? "AES-256-GCM" : "ChaCha20-Poly1305";
     EVP_CIPHER* cipher = EVP_CIPHER_fetch(nullptr, name, nullptr);
     if (cipher == nullptr) return p;
+    p.fetched = std::shared_ptr<EVP_CIPHER>(cipher, EVP_CIPHER_free);
     const OSSL_PROVIDER* prov = EVP_CIPHER_get0_provider(cipher);
     if (prov == nullptr) return p;
     int no_cache = 0;
