@@ -7,16 +7,9 @@ namespace meshd::dp {
 
 namespace {
 
-constexpr std::uint16_t kEtherTypeVlan = 0x8100;  // 802.1Q
-constexpr std::uint16_t kEtherTypeQinQ = 0x88A8;  // 802.1ad S-tag, same layout
-constexpr std::size_t kVlanTagLen = 4;
 constexpr std::uint16_t kArpHwEthernet = 1;
 constexpr std::uint16_t kArpOpReply = 2;
 
-constexpr std::uint8_t kIpVersion6 = 6;
-constexpr std::size_t kIpv6AddrLen = 16;
-constexpr std::size_t kIpv6SrcOffset = 8;
-constexpr std::size_t kIpv6DstOffset = 24;
 constexpr std::size_t kNdTargetOffset = 8;  // in the ICMPv6 message
 constexpr std::uint8_t kNdOptSourceLinkLayer = 1;
 constexpr std::uint8_t kNdOptTargetLinkLayer = 2;

@@ -15,11 +15,18 @@ inline constexpr std::uint16_t kEtherTypeIpv4 = 0x0800;
 inline constexpr std::uint16_t kEtherTypeArp = 0x0806;
 inline constexpr std::uint16_t kEtherTypeIpv6 = 0x86DD;
 inline constexpr std::size_t kEthHeaderLen = 14;
+inline constexpr std::uint16_t kEtherTypeVlan = 0x8100;  // 802.1Q
+inline constexpr std::uint16_t kEtherTypeQinQ = 0x88A8;  // 802.1ad S-tag, same layout
+inline constexpr std::size_t kVlanTagLen = 4;
 inline constexpr std::size_t kArpLen = 28;
 inline constexpr std::size_t kArpReplyFrameLen = kEthHeaderLen + kArpLen;  // 42
 
 // IPv6 and Neighbour Discovery (RFC 8200, RFC 4443, RFC 4861).
 inline constexpr std::size_t kIpv6HeaderLen = 40;
+inline constexpr std::uint8_t kIpVersion6 = 6;
+inline constexpr std::size_t kIpv6AddrLen = 16;
+inline constexpr std::size_t kIpv6SrcOffset = 8;
+inline constexpr std::size_t kIpv6DstOffset = 24;
 inline constexpr std::uint8_t kIpProtoIcmpv6 = 58;
 inline constexpr std::uint8_t kNdHopLimit = 255;  // ND messages never cross a router
 inline constexpr std::uint8_t kIcmpv6NeighborSolicit = 135;

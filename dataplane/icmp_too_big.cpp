@@ -9,7 +9,6 @@ namespace meshd::dp {
 
 namespace {
 
-constexpr std::size_t kVlanTagLen = 4;
 constexpr std::size_t kIcmpHeaderLen = 8;  // type, code, checksum, 4 bytes (v4 and v6)
 constexpr std::uint8_t kAnswerTtl = 64;
 
@@ -25,10 +24,6 @@ constexpr std::uint8_t kIcmpCodeFragNeeded = 4;
 constexpr std::uint16_t kIpv4MtuMax = 0xffff;
 
 // IPv6 (RFC 8200, RFC 4443).
-constexpr std::uint8_t kIpVersion6 = 6;
-constexpr std::size_t kIpv6AddrLen = 16;
-constexpr std::size_t kIpv6SrcOffset = 8;
-constexpr std::size_t kIpv6DstOffset = 24;
 constexpr std::uint8_t kIcmpv6PacketTooBig = 2;
 constexpr std::uint8_t kIcmpv6InfoMin = 128;  // types below are errors
 constexpr std::uint32_t kIpv6MtuMax = 0xffffffff;

@@ -3,19 +3,13 @@
 #include <algorithm>
 #include <cstring>
 
+#include "dataplane/frame.hpp"
+
 namespace meshd::dp {
 
 namespace {
 
-constexpr std::uint16_t kEtherTypeIp4 = 0x0800;
-constexpr std::uint16_t kEtherTypeIp6 = 0x86DD;
-constexpr std::uint16_t kEtherTypeVlan = 0x8100;  // 802.1Q
-constexpr std::uint16_t kEtherTypeQinQ = 0x88A8;  // 802.1ad S-tag, same layout
-constexpr std::size_t kEthLen = 14;
-constexpr std::size_t kVlanTagLen = 4;
-
 constexpr std::size_t kIp4HeaderMinLen = 20;
-constexpr std::size_t kIp6HeaderLen = 40;
 constexpr std::uint16_t kIp4FragMask = 0x3fff;  // MF + fragment offset
 constexpr std::uint8_t kIp4FlagDf = 0x40;       // in byte 6
 constexpr std::uint8_t kIpProtoTcp = 6;
@@ -49,11 +43,11 @@ void put32(std::uint8_t* p, std::uint32_t v) {
 
 // Offset of the IP header and the ethertype after at most one VLAN tag.
 bool locate_l3(ByteSpan f, std::size_t& ip_off, std::uint16_t& type) {
-  if (f.size() < kEthLen) return false;
+  if (f.size() < kEthHeaderLen) return false;
   type = get16(f.data() + 12);
-  ip_off = kEthLen;
+  ip_off = kEthHeaderLen;
   if (type == kEtherTypeVlan || type == kEtherTypeQinQ) {
-    if (f.size() < kEthLen + kVlanTagLen) return false;
+    if (f.size() < kEthHeaderLen + kVlanTagLen) return false;
     type = get16(f.data() + 16);
     ip_off += kVlanTagLen;
   }
@@ -75,7 +69,7 @@ bool parse_ip(ByteSpan f, IpLayout& l) {
   if (!locate_l3(f, l.ip_off, type)) return false;
   const std::uint8_t* ip = f.data() + l.ip_off;
   const std::size_t avail = f.size() - l.ip_off;
-  if (type == kEtherTypeIp4) {
+  if (type == kEtherTypeIpv4) {
     if (avail < kIp4HeaderMinLen || ip[0] >> 4 != 4) return false;
     l.v6 = false;
     l.ip_hdr_len = std::size_t{ip[0] & 0x0fu} * 4;
@@ -86,11 +80,11 @@ bool parse_ip(ByteSpan f, IpLayout& l) {
     l.ip_end = l.ip_off + total;
     return true;
   }
-  if (type == kEtherTypeIp6) {
-    if (avail < kIp6HeaderLen || ip[0] >> 4 != 6) return false;
+  if (type == kEtherTypeIpv6) {
+    if (avail < kIpv6HeaderLen || ip[0] >> 4 != 6) return false;
     l.v6 = true;
-    l.ip_hdr_len = kIp6HeaderLen;
-    const std::size_t total = kIp6HeaderLen + get16(ip + 4);
+    l.ip_hdr_len = kIpv6HeaderLen;
+    const std::size_t total = kIpv6HeaderLen + get16(ip + 4);
     if (total > avail) return false;
     l.proto = ip[6];
     l.ip_end = l.ip_off + total;
@@ -267,8 +261,8 @@ namespace {
 // Key of a keyed frame: Ethernet header, addresses, ports.
 bool same_key(const std::uint8_t* a, std::size_t a_tcp, const std::uint8_t* b, std::size_t b_tcp,
               bool v6) {
-  if (std::memcmp(a, b, kEthLen) != 0) return false;
-  const std::size_t addr_off = kEthLen + (v6 ? 8 : 12);
+  if (std::memcmp(a, b, kEthHeaderLen) != 0) return false;
+  const std::size_t addr_off = kEthHeaderLen + (v6 ? 8 : 12);
   const std::size_t addr_len = v6 ? 32 : 8;
   return std::memcmp(a + addr_off, b + addr_off, addr_len) == 0 &&
          std::memcmp(a + a_tcp, b + b_tcp, 4) == 0;
@@ -318,7 +312,7 @@ void TcpCoalescer::add_impl(ByteSpan frame, std::uint8_t* headroom, FrameSink& s
     if (l.proto == kIpProtoTcp && l4_len >= kTcpHeaderMinLen) {
       const std::size_t th_len = static_cast<std::size_t>(frame[l4_off + 12] >> 4) * 4;
       p.data_valid = true;
-      if (th_len >= kTcpHeaderMinLen && th_len <= l4_len && l.ip_off == kEthLen) {
+      if (th_len >= kTcpHeaderMinLen && th_len <= l4_len && l.ip_off == kEthHeaderLen) {
         p.keyed = true;
         p.v6 = l.v6;
         p.tcp_off = l4_off;
@@ -391,8 +385,8 @@ bool TcpCoalescer::continues(std::size_t i, const Parsed& p, ByteSpan frame) con
   }
   const std::uint8_t* a = storage_.data() + i * slot_len_ + kVnetHdrLen;
   const std::uint8_t* b = frame.data();
-  const std::uint8_t* ia = a + kEthLen;
-  const std::uint8_t* ib = b + kEthLen;
+  const std::uint8_t* ia = a + kEthHeaderLen;
+  const std::uint8_t* ib = b + kEthHeaderLen;
   if (f.v6) {
     // Version, traffic class, flow label; hop limit.
     if (std::memcmp(ia, ib, 4) != 0 || ia[7] != ib[7]) return false;
@@ -430,12 +424,12 @@ void TcpCoalescer::emit(std::size_t i, FrameSink& sink) {
   if (f.segments == 1) {
     h.flags = kVnetFlagDataValid;
   } else {
-    std::uint8_t* ip = frame + kEthLen;
+    std::uint8_t* ip = frame + kEthHeaderLen;
     const std::size_t l4_len = f.len - f.tcp_off;
     if (f.v6) {
-      put16(ip + 4, f.len - kEthLen - kIp6HeaderLen);
+      put16(ip + 4, f.len - kEthHeaderLen - kIpv6HeaderLen);
     } else {
-      put16(ip + 2, f.len - kEthLen);
+      put16(ip + 2, f.len - kEthHeaderLen);
       refresh_ip4_checksum(ip, kIp4HeaderMinLen);
     }
     put16(frame + f.tcp_off + kTcpCsumOffset, pseudo_sum(ip, f.v6, kIpProtoTcp, l4_len));
