@@ -246,6 +246,16 @@ json Daemon::status_json() const {
   for (const auto& a : attachments_) vnis.push_back(a.vni);
   std::sort(vnis.begin(), vnis.end());
   vnis.erase(std::unique(vnis.begin(), vnis.end()), vnis.end());
+  // Per data-plane worker: how the load spreads over the cores.
+  json workers = json::array();
+  if (dataplane_) {
+    for (const WorkerCounters& w : dataplane_->worker_counters()) {
+      workers.push_back(json{{"udp_rx_datagrams", w.udp_rx_datagrams},
+                             {"udp_tx_datagrams", w.udp_tx_datagrams},
+                             {"tap_rx_frames", w.tap_rx_frames},
+                             {"tap_tx_frames", w.tap_tx_frames}});
+    }
+  }
   return with_ok(json{{"node_id", crypto::node_id_hex(id_.chain.node_id())},
                       {"name", id_.name},
                       {"mesh_id", crypto::mesh_id(id_.root_pub)},
@@ -257,6 +267,7 @@ json Daemon::status_json() const {
                       {"routes_local", mesh_->self().routes.size()},
                       {"uptime_s", (clock_.now_ms() - started_ms_) / 1000},
                       {"membership", mesh_settings_json(mesh_cfg_)},
+                      {"workers", workers},
                       {"counters", counters_json()}});
 }
 

@@ -75,6 +75,12 @@ int Daemon::start_dataplane() {
     }
     worker_udp_.push_back(std::move(sock));
   }
+  if (n > 1) {
+    // Without it the kernel picks a worker by the outer 4-tuple: one peer, one worker.
+    if (auto s = attach_lane_steering(udp_.fd(), n); !s) {
+      spdlog::warn("{}; datagrams from one peer stay on one worker", s.error().message);
+    }
+  }
   DataPlaneOptions o;
   o.workers = n;
   o.offload = *offload;

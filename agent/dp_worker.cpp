@@ -332,7 +332,7 @@ class DataPlane::Worker : public dp::FrameSink {
     encode_inner_header(std::span<std::uint8_t>(buf + wire::kTransportHeaderLen, wire::kInnerHeaderLen),
                         InnerHeader{vni, 0});
     return dst.session->seal_in_place(slot_, std::span<std::uint8_t>(buf, kHeadroom + len + kTagLen),
-                                      wire::kInnerHeaderLen + len);
+                                      wire::kInnerHeaderLen + len, static_cast<std::uint8_t>(index_));
   }
 
   void send_segments(std::uint32_t vni, const crypto::DataSendEntry& dst, std::size_t count) {
@@ -791,6 +791,12 @@ WorkerCounters DataPlane::counters() const {
   WorkerCounters sum;
   for (const auto& w : workers_) sum += w->counters();
   return sum;
+}
+
+std::vector<WorkerCounters> DataPlane::worker_counters() const {
+  std::vector<WorkerCounters> out;
+  for (const auto& w : workers_) out.push_back(w->counters());
+  return out;
 }
 
 }  // namespace meshd::agent

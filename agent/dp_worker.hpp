@@ -5,6 +5,13 @@
 //   TAP -> (TSO super-frame: segment) -> FIB unicast lookup -> seal in place -> UDP (GSO)
 //   UDP (GRO) -> open in place -> anti-spoofing -> coalesce TCP -> TAP (vnet header)
 //
+// Flows and workers. Worker i seals with lane i (crypto/wire.hpp); the receiver's
+// socket group hands lane i to its worker i mod N (attach_lane_steering), which writes
+// the flow to its own TAP queue; the TAP then queues the flow's answers to that worker
+// (the kernel steers a flow to the queue that last wrote it), which seals them with its
+// lane back to worker i at the first end. One flow stays on one worker at both ends (in
+// order); the TAP's flow hash spreads flows over workers.
+//
 // It reads an immutable WorkerView (FIB, sessions, peer chains, TAP fds) that the
 // control thread swaps in; no lock and no allocation per packet. Everything else
 // (handshakes, gossip, misses, floods, ARP/ND proxying, frames waiting for a mapping,
@@ -110,6 +117,8 @@ class DataPlane {
   // Moves the waiting slow items into `out` (appended).
   void take_slow(std::vector<SlowItem>& out);
   WorkerCounters counters() const;
+  // Each worker's own, in worker order (status --json "workers").
+  std::vector<WorkerCounters> worker_counters() const;
   const DataPlaneOptions& options() const { return opt_; }
 
  private:

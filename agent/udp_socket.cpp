@@ -1,8 +1,11 @@
 #include "agent/udp_socket.hpp"
 
 #include <fcntl.h>
-#include <algorithm>
+#include <linux/filter.h>
 #include <unistd.h>
+
+#include <algorithm>
+#include <array>
 
 #include <cerrno>
 #include <cstring>
@@ -52,6 +55,21 @@ Locator from_sockaddr(const sockaddr_storage& ss) {
     }
   }
   return l;
+}
+
+Status attach_lane_steering(int fd, unsigned workers) {
+  if (workers < 2) return ok_status();
+  // Offsets count from the UDP payload. An out-of-range load ends the program with 0.
+  std::array<sock_filter, 3> code{{
+      BPF_STMT(BPF_LD | BPF_B | BPF_ABS, static_cast<std::uint32_t>(wire::kLaneOffset)),
+      BPF_STMT(BPF_ALU | BPF_MOD | BPF_K, workers),
+      BPF_STMT(BPF_RET | BPF_A, 0),
+  }};
+  sock_fprog prog{static_cast<unsigned short>(code.size()), code.data()};
+  if (::setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog, sizeof prog) != 0) {
+    return make_error("udp.steer", std::string("cannot steer datagrams to workers: ") + std::strerror(errno));
+  }
+  return ok_status();
 }
 
 UdpSocket::~UdpSocket() {

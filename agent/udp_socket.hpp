@@ -24,6 +24,16 @@ inline constexpr int kUdpSocketBufferBytes = 4 << 20;
 socklen_t to_sockaddr(const Locator& l, int family, sockaddr_storage& ss);
 Locator from_sockaddr(const sockaddr_storage& ss);
 
+// Spreads a SO_REUSEPORT group of `workers` sockets by the lane byte of the transport
+// header (crypto/wire.hpp): the kernel hands each datagram to the socket at index
+// `lane mod workers`, the index being the order in which the sockets were bound. The
+// sender's worker index is the lane, so a flow stays on one worker at both ends (its TAP
+// queue follows, see dp_worker.hpp) and different flows use different cores. Handshakes
+// (lane byte 0) and datagrams too short to hold a lane go to socket 0. A classic BPF
+// program on the group, attached through any member once all are bound.
+// Errors: "udp.steer" (the kernel refused the program).
+Status attach_lane_steering(int fd, unsigned workers);
+
 class UdpSocket {
  public:
   UdpSocket() = default;

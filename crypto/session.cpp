@@ -9,20 +9,21 @@ namespace meshd::crypto {
 
 std::optional<TransportHeader> parse_transport_header(ByteSpan d) {
   if (d.size() < wire::kTransportHeaderLen + wire::kTagLen) return std::nullopt;
-  if (d[0] != static_cast<std::uint8_t>(wire::PacketType::transport) || d[1] != 0 || d[2] != 0 ||
-      d[3] != 0) {
+  if (d[0] != static_cast<std::uint8_t>(wire::PacketType::transport) || d[2] != 0 || d[3] != 0) {
     return std::nullopt;
   }
   TransportHeader h;
+  h.lane = d[wire::kLaneOffset];
   for (int i = 0; i < 4; ++i) h.receiver_index |= static_cast<std::uint32_t>(d[4 + i]) << (8 * i);
   for (int i = 0; i < 8; ++i) h.counter |= static_cast<std::uint64_t>(d[8 + i]) << (8 * i);
   return h;
 }
 
-void write_transport_header(std::uint8_t* out, std::uint32_t receiver_index,
-                            std::uint64_t counter) {
+void write_transport_header(std::uint8_t* out, std::uint32_t receiver_index, std::uint64_t counter,
+                            std::uint8_t lane) {
   out[0] = static_cast<std::uint8_t>(wire::PacketType::transport);
-  out[1] = out[2] = out[3] = 0;
+  out[wire::kLaneOffset] = lane;
+  out[2] = out[3] = 0;
   for (int i = 0; i < 4; ++i) out[4 + i] = static_cast<std::uint8_t>(receiver_index >> (8 * i));
   for (int i = 0; i < 8; ++i) out[8 + i] = static_cast<std::uint8_t>(counter >> (8 * i));
 }
@@ -66,7 +67,7 @@ AeadCipher* Session::open_ctx(unsigned slot) {
 }
 
 std::size_t Session::seal_in_place(unsigned slot, std::span<std::uint8_t> buf,
-                                   std::size_t plain_len) {
+                                   std::size_t plain_len, std::uint8_t lane) {
   constexpr std::size_t kHdr = wire::kTransportHeaderLen;
   if (buf.size() < kHdr || buf.size() - kHdr < plain_len ||
       buf.size() - kHdr - plain_len < wire::kTagLen)
@@ -78,7 +79,7 @@ std::size_t Session::seal_in_place(unsigned slot, std::span<std::uint8_t> buf,
   if (send_counter_.load(std::memory_order_relaxed) >= ReplayWindow::kCounterLimit) return 0;
   std::uint64_t n = send_counter_.fetch_add(1, std::memory_order_relaxed);
   if (n >= ReplayWindow::kCounterLimit) return 0;
-  write_transport_header(buf.data(), remote_index_, n);
+  write_transport_header(buf.data(), remote_index_, n, lane);
   if (!c->seal_in_place(counter_nonce(n), ByteSpan(buf.data(), kHdr), buf.data() + kHdr, plain_len))
     return 0;
   return kHdr + plain_len + wire::kTagLen;

@@ -40,12 +40,14 @@ inline constexpr unsigned kOwnerSlot = 0;
 struct TransportHeader {
   std::uint32_t receiver_index = 0;
   std::uint64_t counter = 0;
+  std::uint8_t lane = 0;  // the sender's data-plane worker (wire.hpp, kLaneOffset)
 };
 
 // Parses the 16-byte transport header; nullopt if too short, wrong type or nonzero
-// reserved bytes.
+// reserved bytes (any lane is accepted: it is a hint, and authenticated as AD).
 std::optional<TransportHeader> parse_transport_header(ByteSpan datagram);
-void write_transport_header(std::uint8_t* out, std::uint32_t receiver_index, std::uint64_t counter);
+void write_transport_header(std::uint8_t* out, std::uint32_t receiver_index, std::uint64_t counter,
+                            std::uint8_t lane = 0);
 
 class Session {
  public:
@@ -71,8 +73,11 @@ class Session {
   // buf: header space (16) | plaintext (plain_len) | room for the tag (16). Seals with a
   // fresh counter on `slot`'s context. Thread-safe across distinct slots. Returns the
   // datagram length; 0 if the counter is exhausted, buf is too small, slot is out of
-  // range or the slot's context cannot be built. Does not call note_tx().
-  std::size_t seal_in_place(unsigned slot, std::span<std::uint8_t> buf, std::size_t plain_len);
+  // range or the slot's context cannot be built. Does not call note_tx(). `lane` goes
+  // into the header (wire.hpp): the sending worker, so that the receiver can hand this
+  // flow's packets to one worker of its own.
+  std::size_t seal_in_place(unsigned slot, std::span<std::uint8_t> buf, std::size_t plain_len,
+                            std::uint8_t lane = 0);
   std::size_t seal_in_place(std::span<std::uint8_t> buf, std::size_t plain_len) {
     return seal_in_place(kOwnerSlot, buf, plain_len);
   }

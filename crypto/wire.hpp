@@ -14,9 +14,15 @@ enum class PacketType : std::uint8_t {
   transport = 4,
 };
 
-// Transport packet: type:u8 | reserved:3 | receiver_index:u32 | counter:u64 |
+// Transport packet: type:u8 | lane:u8 | reserved:2 | receiver_index:u32 | counter:u64 |
 //                   AEAD( vni:u24 | flags:u8 | payload ) | tag:16
+// lane is the first of DESIGN.md's three reserved bytes: the index of the sender's
+// data-plane worker (0 from the control thread). The receiver's kernel hands a datagram
+// to worker `lane mod workers` (agent/udp_socket.hpp, attach_lane_steering), so that one
+// flow stays on one worker at both ends and different flows spread over the cores. It is
+// part of the AD (authenticated, not secret); the other two bytes must be zero.
 inline constexpr std::size_t kTransportHeaderLen = 16;
+inline constexpr std::size_t kLaneOffset = 1;
 inline constexpr std::size_t kTagLen = 16;
 inline constexpr std::size_t kInnerHeaderLen = 4;  // vni:u24 | flags:u8 (encrypted)
 inline constexpr std::size_t kTransportOverhead = kTransportHeaderLen + kTagLen + kInnerHeaderLen;

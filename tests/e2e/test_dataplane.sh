@@ -78,6 +78,30 @@ step "bulk TCP both ways"
 transfer "${T[t1]}" "${T[t2]}" 10.10.0.2
 transfer "${T[t2]}" "${T[t1]}" 10.10.0.1
 
+step "flows spread over the workers (lanes)"
+# Each datagram carries its sender's worker as the lane; h2's kernel hands it to the
+# worker of that index. Without this one peer's datagrams all reach one worker (the
+# outer 4-tuple never changes), and each TAP queue follows its flow's writer, so every
+# flow ends up on that one worker at both ends.
+workers=$(mjson 2 status | jq '.workers | length')
+if [ "$workers" -ge 2 ]; then
+  mapfile -t before < <(mjson 2 status | jq '.workers[].udp_rx_datagrams')
+  timeout -k 2 30 ip netns exec "${T[t2]}" iperf3 -s -1 -B 10.10.0.2 >/dev/null 2>&1 &
+  wait_until 10 "iperf3 server in t2" in_ns "${T[t2]}" bash -c "ss -ltn | grep -q ':5201 '" || fail "iperf3 -s did not start"
+  # 16 flows: all of them hashed onto one of h1's TAP queues would be a 1 in 2^15 chance.
+  in_ns "${T[t1]}" iperf3 -c 10.10.0.2 -t 2 -P 16 >/dev/null 2>&1 || fail "iperf3 -P 16 t1 -> t2 failed"
+  mapfile -t after < <(mjson 2 status | jq '.workers[].udp_rx_datagrams')
+  spread=""
+  for ((w = 0; w < workers; w++)); do
+    d=$((after[w] - before[w]))
+    spread+=" w$w=$d"
+    [ "$d" -gt 100 ] || fail "h2's worker $w received $d datagrams of 16 flows from one peer:$spread"
+  done
+  ok "16 flows from one peer reached all $workers of h2's workers:$spread"
+else
+  log "one worker: nothing to spread"
+fi
+
 step "offload counters"
 super=$(counter 1 tap_rx_super_frames)
 gso=$(counter 1 udp_tx_gso_sends)
