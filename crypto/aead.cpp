@@ -242,7 +242,7 @@ bool AeadCipher::seal_in_place(const AeadNonce& nonce, ByteSpan ad, std::uint8_t
         OSSL_PARAM_construct_end()};
     return prov_->get_ctx_params(pctx_, params) == 1;
   }
-  if (ctx_ == nullptr || dir_ != Dir::seal || len > INT_MAX || ad.size() > INT_MAX) return false;
+  if (ctx_ == nullptr || len > INT_MAX || ad.size() > INT_MAX) return false;
   int outl = 0;
   // Setting only the IV keeps the expanded key and resets the Poly1305 / GHASH state.
   if (EVP_EncryptInit_ex(ctx_, nullptr, nullptr, nullptr, nonce.data()) != 1) return false;
@@ -269,7 +269,7 @@ bool AeadCipher::open_in_place(const AeadNonce& nonce, ByteSpan ad, std::uint8_t
     if (prov_->set_ctx_params(pctx_, params) != 1) return false;
     return prov_->final(pctx_, buf + len, &outl, 0) == 1;  // 0 on a tag mismatch
   }
-  if (ctx_ == nullptr || dir_ != Dir::open || len > INT_MAX || ad.size() > INT_MAX) return false;
+  if (ctx_ == nullptr || len > INT_MAX || ad.size() > INT_MAX) return false;
   int outl = 0;
   if (EVP_DecryptInit_ex(ctx_, nullptr, nullptr, nullptr, nonce.data()) != 1) return false;
   if (!ad.empty() && EVP_DecryptUpdate(ctx_, nullptr, &outl, ad.data(), static_cast<int>(ad.size())) != 1) {
