@@ -63,6 +63,8 @@ nlohmann::json Daemon::counters_json() const {
   c["mesh_map_duplicates"] = m.map_duplicates;
   c["mesh_map_held"] = mesh_->held_count();
   c["mesh_map_cached"] = m.map_cached;
+  c["mesh_records_requested"] = m.records_requested;
+  c["mesh_records_requests_served"] = m.records_requests_served;
   const auto& p = pending_.counters();
   c["map_lookups"] = counters_.map_lookups;
   c["map_lookup_floods"] = counters_.map_lookup_floods;

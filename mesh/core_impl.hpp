@@ -152,6 +152,17 @@ struct MeshCore::Impl {
   // set_record, so nothing periodic scans the whole table:
   std::vector<Member*> live_;                 // alive or suspect; also the probe order
   std::map<NodeId, Suspicion> suspicions_;    // exactly the suspect members
+  // Their deadlines, earliest first (a min-heap of (deadline, id), std::push_heap with
+  // std::greater), so poll_timeout and check_suspicions do not scan every suspicion
+  // (thousands at once while a partition lasts). An entry is pushed when a suspicion
+  // starts and each time a confirmation brings its deadline forward; entries whose
+  // suspicion ended or moved are dropped when they reach the top (their deadline has
+  // passed). Bound: (1 + kSuspicionConfirmationsMax) per suspicion started within the
+  // longest suspicion timeout.
+  std::vector<std::pair<std::uint64_t, NodeId>> suspicion_deadlines_;
+  void suspicion_deadline_push(const NodeId& id, std::uint64_t deadline_ms);
+  // Suspicion::confirm, keeping suspicion_deadlines_ in step (use this, not confirm).
+  bool confirm_suspicion(std::map<NodeId, Suspicion>::iterator sus, const NodeId& who);
   std::uint64_t members_xor_ = 0;             // XOR of member_hash over live_
   std::array<std::uint64_t, kMemberBuckets> bucket_xor_{};  // same, by first id byte
   std::map<crypto::TokenId, std::size_t> token_members_;  // members_ per enrollment token
@@ -286,6 +297,13 @@ struct MeshCore::Impl {
   MemberEntry self_entry() const {
     return MemberEntry{self_, MemberState::alive, incarnation_, self_proof_};
   }
+  MemberStateEntry state_of(const Member& m) const {
+    return MemberStateEntry{m.id(), m.rec->version, m.state, m.incarnation, proof_of(m)};
+  }
+  MemberStateEntry self_state() const {
+    return MemberStateEntry{self_.id(), self_.version, MemberState::alive, incarnation_,
+                            self_proof_};
+  }
   void set_state(std::uint64_t now, Member& m, MemberState st, std::uint64_t inc,
                  const std::optional<NodeId>& accuser = std::nullopt);
   void start_suspicion(std::uint64_t now, Member& m, const std::optional<NodeId>& accuser);
@@ -298,11 +316,13 @@ struct MeshCore::Impl {
   void on_leave(std::uint64_t now, const NodeId& from, const Leave& m);
   void send_join_requests(std::uint64_t now);
   // include_members: every member, or with `buckets` only those whose id starts
-  // with a byte set there.
+  // with a byte set there; `as_states`: their states without records (compact
+  // push-pull, to a peer that said states_ok).
   // A join accept (first message) or pushes, split to fit message_bytes_max.
   void send_members(const NodeId& to, bool as_join_accept, bool include_members,
                     bool include_revocations = false,
-                    const std::bitset<kMemberBuckets>* buckets = nullptr);
+                    const std::bitset<kMemberBuckets>* buckets = nullptr, bool as_states = false);
+  void on_record_request(std::uint64_t now, const NodeId& from, const RecordRequest& m);
   void reap(std::uint64_t now);
   void refute(std::uint64_t now, std::uint64_t heard_inc);
 
@@ -340,6 +360,10 @@ struct MeshCore::Impl {
   void anti_entropy(std::uint64_t now);
   void on_sync_request(std::uint64_t now, const NodeId& from, const SyncRequest& m);
   void on_push(std::uint64_t now, const NodeId& from, const Push& m);
+  // The states of a compact push: applied where we hold the record at that version;
+  // the rest are asked for (record_request to `from`).
+  void apply_pushed_states(std::uint64_t now, const NodeId& from,
+                           const std::vector<MemberStateEntry>& states);
   void gc_tombstones(std::uint64_t now);
 
   // ---- mapping_system.cpp

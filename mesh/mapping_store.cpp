@@ -192,6 +192,7 @@ void MeshCore::Impl::send_sync_request(const NodeId& to, bool want_reply, bool w
   if (with_buckets) {
     const auto b = member_buckets();
     r.member_buckets.assign(b.begin(), b.end());
+    r.states_ok = true;  // push us states; we ask for the records we lack
   }
   r.revocations_digest = revocations_digest_;
   send(to, encode_sync_request(r));
@@ -232,7 +233,7 @@ void MeshCore::Impl::on_sync_request(std::uint64_t now, const NodeId& from, cons
       m.revocations_digest.has_value() && *m.revocations_digest != revocations_digest_;
   // vni_digests (mappings compared by push-pull before issue 4) are ignored.
   if (push_members || revocations_differ) {
-    send_members(from, false, push_members, revocations_differ, &push_buckets);
+    send_members(from, false, push_members, revocations_differ, &push_buckets, m.states_ok);
   }
   // Push-pull: ask for their side of whatever differed (once; the reply does not ask
   // back), with our buckets if members differ. A request that had no buckets is
@@ -244,7 +245,7 @@ void MeshCore::Impl::on_sync_request(std::uint64_t now, const NodeId& from, cons
   }
 }
 
-void MeshCore::Impl::on_push(std::uint64_t now, const NodeId& /*from*/, const Push& m) {
+void MeshCore::Impl::on_push(std::uint64_t now, const NodeId& from, const Push& m) {
   for (const Revocation& r : m.revocations) apply_revocation(now, r);
   if (left_) return;  // we were among them
   // Members we hold failed that the sender holds alive at no newer incarnation: after a
@@ -252,20 +253,53 @@ void MeshCore::Impl::on_push(std::uint64_t now, const NodeId& /*from*/, const Pu
   // can undo that (by refuting). Tell a few of them now instead of waiting for gossip
   // or the slow failed-member probe: each refutes, and its ack brings the refutation.
   std::vector<NodeId> revive;
-  for (const MemberEntry& e : m.members) {
-    if (e.state != MemberState::alive) continue;
-    auto it = members_.find(e.record.id());
+  auto revivable = [&](const NodeId& id, MemberState st, std::uint64_t inc) {
+    if (st != MemberState::alive) return;
+    auto it = members_.find(id);
     if (it != members_.end() && it->second.state == MemberState::failed &&
-        e.incarnation <= it->second.incarnation) {
+        inc <= it->second.incarnation) {
       revive.push_back(it->first);
     }
-  }
+  };
+  for (const MemberEntry& e : m.members) revivable(e.record.id(), e.state, e.incarnation);
+  for (const MemberStateEntry& e : m.states) revivable(e.node, e.state, e.incarnation);
   for (std::size_t i = 0; i < revive.size() && i < kRevivalPingsMax; ++i) {
     std::swap(revive[i], revive[i + rng_.uniform(revive.size() - i)]);
     send_ping(revive[i], next_seq_++, true);
   }
   for (const MemberEntry& e : m.members) apply_member(now, e);
   for (const EndpointMapping& e : m.mappings) apply_mapping(now, e);
+  if (!m.states.empty()) apply_pushed_states(now, from, m.states);
+}
+
+void MeshCore::Impl::apply_pushed_states(std::uint64_t now, const NodeId& from,
+                                         const std::vector<MemberStateEntry>& states) {
+  RecordRequest want;
+  for (const MemberStateEntry& e : states) {
+    if (e.node == self_.id()) {
+      apply_state(now, e.node, e.state, e.incarnation, std::nullopt, e.proof);  // to refute?
+      continue;
+    }
+    if (is_revoked(e.node)) {
+      ++counters_.drop_revoked;
+      continue;
+    }
+    if (refused_.count(e.node) != 0) {
+      ++counters_.drop_refused;
+      continue;
+    }
+    auto it = members_.find(e.node);
+    if (it != members_.end() && e.version <= it->second.rec->version) {
+      // What apply_member does with a record we already hold.
+      apply_state(now, e.node, e.state, e.incarnation, std::nullopt, e.proof);
+    } else if (want.nodes.size() < kRecordRequestMax) {
+      want.nodes.push_back(e.node);  // new to us, or a newer record: ask for it
+    }
+  }
+  if (!want.nodes.empty()) {
+    counters_.records_requested += want.nodes.size();
+    send(from, encode_record_request(want));
+  }
 }
 
 void MeshCore::Impl::gc_tombstones(std::uint64_t now) {

@@ -4,6 +4,8 @@
 // (revocation.cpp) are never admitted here.
 #include <algorithm>
 
+#include <functional>
+
 #include "mesh/core_impl.hpp"
 
 namespace meshd::mesh {
@@ -142,7 +144,7 @@ void MeshCore::Impl::apply_state(std::uint64_t now, const NodeId& id, MemberStat
     // A new confirmer shortens our timer; pass it on so others count it too.
     auto sus = suspicions_.find(id);
     if (st == MemberState::suspect && cur == MemberState::suspect && inc == ci && who &&
-        sus != suspicions_.end() && sus->second.confirm(*who)) {
+        sus != suspicions_.end() && confirm_suspicion(sus, *who)) {
       ++counters_.suspicion_confirmations;
       queue_state(StateUpdate{id, st, inc, who, std::nullopt});
     }
@@ -167,8 +169,9 @@ void MeshCore::Impl::start_suspicion(std::uint64_t now, Member& m,
   // zero id: it never matches a real confirmer, so every real one counts.
   const NodeId who = accuser.value_or(NodeId{});
   if (cfg_.suspicion_mult == 0) {  // Lifeguard suspicion off: the fixed timer
-    suspicions_.insert_or_assign(
+    auto [it, _] = suspicions_.insert_or_assign(
         m.id(), Suspicion(now, cfg_.suspicion_timeout_ms, cfg_.suspicion_timeout_ms, 0, who));
+    suspicion_deadline_push(m.id(), it->second.deadline_ms());
     return;
   }
   const std::size_t n = live_count() + 1;  // + self
@@ -176,9 +179,22 @@ void MeshCore::Impl::start_suspicion(std::uint64_t now, Member& m,
       std::max(cfg_.suspicion_floor_ms,
                suspicion_min_timeout_ms(cfg_.suspicion_mult, n, cfg_.probe_interval_ms));
   const std::uint64_t max = min * cfg_.suspicion_max_timeout_mult;
-  suspicions_.insert_or_assign(
+  auto [it, _] = suspicions_.insert_or_assign(
       m.id(),
       Suspicion(now, min, max, suspicion_expected_confirmations(cfg_.suspicion_confirmations, n), who));
+  suspicion_deadline_push(m.id(), it->second.deadline_ms());
+}
+
+bool MeshCore::Impl::confirm_suspicion(std::map<NodeId, Suspicion>::iterator sus,
+                                        const NodeId& who) {
+  if (!sus->second.confirm(who)) return false;
+  suspicion_deadline_push(sus->first, sus->second.deadline_ms());
+  return true;
+}
+
+void MeshCore::Impl::suspicion_deadline_push(const NodeId& id, std::uint64_t deadline_ms) {
+  suspicion_deadlines_.emplace_back(deadline_ms, id);
+  std::push_heap(suspicion_deadlines_.begin(), suspicion_deadlines_.end(), std::greater<>{});
 }
 
 void MeshCore::Impl::set_state(std::uint64_t now, Member& m, MemberState st, std::uint64_t inc,
@@ -372,44 +388,96 @@ void MeshCore::Impl::on_join_request(std::uint64_t now, const NodeId& from, cons
   send_members(from, true, true, true);
 }
 
+namespace {
+
+// Members, states and revocations for one peer, cut into messages of at most
+// message_bytes_max: the first a join accept if asked, the rest pushes.
+class PushBatcher {
+ public:
+  enum List { kMembers, kRevocations, kStates };
+  PushBatcher(std::size_t message_bytes_max, bool as_join_accept,
+              std::function<void(Bytes)> send)
+      : budget_(message_bytes_max > 64 ? message_bytes_max - 64 : 0),  // room for headers
+        join_accept_(as_join_accept),
+        send_(std::move(send)) {}
+  void add(List l, Bytes b) {
+    if (used_ + b.size() > budget_ && !empty()) flush();
+    used_ += b.size();
+    lists_[l].push_back(std::move(b));
+  }
+  // Sends what is left; a join accept goes out even when empty (it ends the join).
+  void finish() {
+    if (!sent_any_ || !empty()) flush();
+  }
+
+ private:
+  bool empty() const { return lists_[0].empty() && lists_[1].empty() && lists_[2].empty(); }
+  void flush() {
+    // Mappings no longer travel here (their owners hold them, mapping_system.cpp): the
+    // mapping lists go out empty.
+    send_(!sent_any_ && join_accept_
+              ? encode_join_accept(lists_[kMembers], {}, lists_[kRevocations])
+              : encode_push(lists_[kMembers], {}, false, lists_[kRevocations], lists_[kStates]));
+    sent_any_ = true;
+    for (auto& l : lists_) l.clear();
+    used_ = 0;
+  }
+  std::size_t budget_;
+  bool join_accept_;
+  std::function<void(Bytes)> send_;
+  std::array<std::vector<Bytes>, 3> lists_;
+  std::size_t used_ = 0;
+  bool sent_any_ = false;
+};
+
+}  // namespace
+
 void MeshCore::Impl::send_members(const NodeId& to, bool as_join_accept, bool include_members,
                                   bool include_revocations,
-                                  const std::bitset<kMemberBuckets>* buckets) {
-  // Room for the header and the array headers. Mappings no longer travel here (their
-  // owners hold them, mapping_system.cpp): the mapping lists go out empty.
-  const std::size_t budget = cfg_.message_bytes_max > 64 ? cfg_.message_bytes_max - 64 : 0;
-  std::vector<Bytes> mem;
-  std::vector<Bytes> rev;
-  std::size_t used = 0;
-  bool first = true;
-  auto flush = [&] {
-    send(to, first && as_join_accept ? encode_join_accept(mem, {}, rev)
-                                     : encode_push(mem, {}, false, rev));
-    first = false;
-    mem.clear();
-    rev.clear();
-    used = 0;
-  };
-  auto add = [&](std::vector<Bytes>& list, Bytes b) {
-    if (used + b.size() > budget && (!mem.empty() || !rev.empty())) flush();
-    used += b.size();
-    list.push_back(std::move(b));
-  };
+                                  const std::bitset<kMemberBuckets>* buckets, bool as_states) {
+  PushBatcher out(cfg_.message_bytes_max, as_join_accept, [&](Bytes b) { send(to, std::move(b)); });
   // Revocations first: the receiver then refuses a revoked node before it could
   // admit it from a stale member entry later in the same exchange.
   if (include_revocations) {
-    for (const auto& [id, r] : revocations_) add(rev, encode_revocation(r));
+    for (const auto& [id, r] : revocations_) out.add(PushBatcher::kRevocations, encode_revocation(r));
   }
   if (include_members) {
     auto wanted = [&](const NodeId& id) { return buckets == nullptr || buckets->test(id[0]); };
     if (wanted(self_.id())) {
-      add(mem, encode_member(self_entry()));
+      if (as_states) {
+        out.add(PushBatcher::kStates, encode_member_state(self_state()));
+      } else {
+        out.add(PushBatcher::kMembers, encode_member(self_entry()));
+      }
     }
     for (const auto& [id, m] : members_) {
-      if (wanted(id)) add(mem, encode_member(entry_of(m)));
+      if (!wanted(id)) continue;
+      if (as_states) {
+        out.add(PushBatcher::kStates, encode_member_state(state_of(m)));
+      } else {
+        out.add(PushBatcher::kMembers, encode_member(entry_of(m)));
+      }
     }
   }
-  if (first || !mem.empty() || !rev.empty()) flush();
+  out.finish();
+}
+
+void MeshCore::Impl::on_record_request(std::uint64_t /*now*/, const NodeId& from,
+                                       const RecordRequest& m) {
+  // The records a push of states left the asker without (compact push-pull). Ids we
+  // do not hold are skipped: the asker learns them elsewhere.
+  PushBatcher out(cfg_.message_bytes_max, false, [&](Bytes b) { send(from, std::move(b)); });
+  std::set<NodeId> seen;
+  for (const NodeId& id : m.nodes) {
+    if (!seen.insert(id).second) continue;
+    if (id == self_.id()) {
+      out.add(PushBatcher::kMembers, encode_member(self_entry()));
+    } else if (auto it = members_.find(id); it != members_.end()) {
+      out.add(PushBatcher::kMembers, encode_member(entry_of(it->second)));
+    }
+  }
+  ++counters_.records_requests_served;
+  if (!seen.empty()) out.finish();
 }
 
 void MeshCore::Impl::on_join_accept(std::uint64_t now, const NodeId& from, const JoinAccept& m) {

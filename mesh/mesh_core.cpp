@@ -333,6 +333,8 @@ void MeshCore::Impl::handle_message(std::uint64_t now, const NodeId& from, ByteS
           on_map_reply(now, from, m);
         } else if constexpr (std::is_same_v<T, MapNotify>) {
           on_map_notify(now, from, m);
+        } else if constexpr (std::is_same_v<T, RecordRequest>) {
+          on_record_request(now, from, m);
         }
       },
       msg);
@@ -387,7 +389,9 @@ std::uint64_t MeshCore::Impl::poll_timeout() const {
   if (probe_.active && !probe_.acked && probe_.indirect_sent && !probe_.second_wave_sent) {
     t = std::min(t, probe_.second_wave_ms);
   }
-  for (const auto& [id, sus] : suspicions_) t = std::min(t, sus.deadline_ms());
+  // The earliest entry may be stale (earlier than any live suspicion's deadline): that
+  // costs one early wakeup, in which check_suspicions drops it.
+  if (!suspicion_deadlines_.empty()) t = std::min(t, suspicion_deadlines_.front().first);
   for (const auto& [seq, r] : relays_) {
     t = std::min(t, r.nack_pending ? std::min(r.nack_ms, r.deadline_ms) : r.deadline_ms);
   }

@@ -214,6 +214,9 @@ struct MeshCounters {
   std::uint64_t map_duplicates = 0;       // our claim was superseded while still attached
   std::uint64_t map_held = 0;             // gauge: keys held as an owner
   std::uint64_t map_cached = 0;           // gauge: remote mappings cached
+  // Compact push-pull (states first, records on request):
+  std::uint64_t records_requested = 0;        // records we asked for after a push of states
+  std::uint64_t records_requests_served = 0;  // record requests we answered
 };
 
 // One endpoint as this node sees it (meshd endpoints).

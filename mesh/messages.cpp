@@ -125,6 +125,26 @@ MemberEntry get_member(ArrayReader& r) {
   return m;
 }
 
+void put_member_state(Writer& w, const MemberStateEntry& m) {
+  w.array(m.proof ? 5 : 4);
+  w.bin(m.node);
+  w.u64(m.version);
+  w.u64(static_cast<std::uint64_t>(m.state));
+  w.u64(m.incarnation);
+  if (m.proof) w.bin(*m.proof);
+}
+
+MemberStateEntry get_member_state(ArrayReader& r) {
+  MemberStateEntry m;
+  ArrayReader a = r.array(8);
+  m.node = a.fixed<32>();
+  m.version = a.u64();
+  m.state = get_state(a);
+  m.incarnation = a.u64();
+  if (a.remaining() > 0) m.proof = a.fixed<64>();
+  return m;
+}
+
 void put_mapping(Writer& w, const EndpointMapping& m) {
   w.array(7);
   w.u64(m.vni);
@@ -297,6 +317,12 @@ Bytes encode_member(const MemberEntry& m) {
   return w.take();
 }
 
+Bytes encode_member_state(const MemberStateEntry& s) {
+  Writer w;
+  put_member_state(w, s);
+  return w.take();
+}
+
 Bytes encode_mapping(const EndpointMapping& m) {
   Writer w;
   put_mapping(w, m);
@@ -379,8 +405,11 @@ Bytes encode_nack(const Nack& m) {
 }
 
 Bytes encode_sync_request(const SyncRequest& m) {
+  // states_ok rides only with buckets: a push answers a request with buckets.
   const bool buckets = !m.member_buckets.empty();
-  Writer w = header(MsgType::sync_request, buckets ? 5 : m.revocations_digest ? 4 : 3);
+  const bool states_ok = buckets && m.states_ok;
+  Writer w = header(MsgType::sync_request,
+                    states_ok ? 6 : buckets ? 5 : m.revocations_digest ? 4 : 3);
   w.boolean(m.want_reply);
   w.u64(m.members_digest);
   w.array(m.vni_digests.size());
@@ -394,6 +423,7 @@ Bytes encode_sync_request(const SyncRequest& m) {
     w.array(m.member_buckets.size());
     for (std::uint64_t b : m.member_buckets) w.u64(b);
   }
+  if (states_ok) w.boolean(true);
   return w.take();
 }
 
@@ -434,12 +464,21 @@ Bytes encode_join_accept(std::span<const Bytes> members, std::span<const Bytes> 
 }
 
 Bytes encode_push(std::span<const Bytes> members, std::span<const Bytes> mappings,
-                  bool want_locals, std::span<const Bytes> revocations) {
-  Writer w = header(MsgType::push, 4);
+                  bool want_locals, std::span<const Bytes> revocations,
+                  std::span<const Bytes> states) {
+  Writer w = header(MsgType::push, states.empty() ? 4 : 5);
   put_raw_list(w, members);
   put_raw_list(w, mappings);
   w.boolean(want_locals);
   put_raw_list(w, revocations);
+  if (!states.empty()) put_raw_list(w, states);
+  return w.take();
+}
+
+Bytes encode_record_request(const RecordRequest& m) {
+  Writer w = header(MsgType::record_request, 1);
+  w.array(m.nodes.size());
+  for (const NodeId& id : m.nodes) w.bin(id);
   return w.take();
 }
 
@@ -541,6 +580,7 @@ Result<Message> decode_message(ByteSpan b, const codec::Limits& limits) {
         if (b.size() != kMemberBuckets) b.fail();
         while (b.ok() && b.remaining() > 0) m.member_buckets.push_back(b.u64());
       }
+      if (r.remaining() > 0) m.states_ok = r.boolean();
       msg = std::move(m);
       break;
     }
@@ -552,6 +592,10 @@ Result<Message> decode_message(ByteSpan b, const codec::Limits& limits) {
       while (map.ok() && map.remaining() > 0) m.mappings.push_back(get_mapping(map));
       m.want_locals = r.boolean();
       m.revocations = get_revocations(r, limits);
+      if (r.remaining() > 0) {
+        ArrayReader st = r.array(limits.array_len_max);
+        while (st.ok() && st.remaining() > 0) m.states.push_back(get_member_state(st));
+      }
       msg = std::move(m);
       break;
     }
@@ -580,6 +624,13 @@ Result<Message> decode_message(ByteSpan b, const codec::Limits& limits) {
       break;
     }
     case MsgType::map_notify: msg = MapNotify{get_mappings(r, limits)}; break;
+    case MsgType::record_request: {
+      RecordRequest m;
+      ArrayReader ids = r.array(kRecordRequestMax);
+      while (ids.ok() && ids.remaining() > 0) m.nodes.push_back(ids.fixed<32>());
+      msg = std::move(m);
+      break;
+    }
     default: return make_error("codec.malformed", "unknown message type");
   }
   if (!doc->ok()) return make_error("codec.malformed", "message does not match its schema");

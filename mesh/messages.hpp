@@ -40,8 +40,10 @@ enum class MsgType : std::uint8_t {
   ack = 5,           // [1, 5, seq, [update..]]
   ping_req = 6,      // [1, 6, seq, bin32 target(, want_nack)]  want_nack: issue 3
   gossip = 7,        // [1, 7, [update..]]
-  sync_request = 8,  // [1, 8, want_reply, members_digest, [[vni, digest]..], revocations_digest]
-  push = 9,          // [1, 9, [member..], [mapping..], want_locals, [revocation..]]
+  sync_request = 8,  // [1, 8, want_reply, members_digest, [[vni, digest]..], revocations_digest
+                     //  (, [bucket digest x256](, states_ok))]
+  push = 9,          // [1, 9, [member..], [mapping..], want_locals, [revocation..](, [state..]))]
+                     //  state = [bin32 node, record version, state, incarnation(, bin64 proof)]
   leave = 10,        // [1, 10, incarnation]
   nack = 11,         // [1, 11, seq]  issue 3: a ping_req helper got no ack from the target
   // Issue 4, the mapping system (mesh/mapping_system.cpp):
@@ -49,7 +51,12 @@ enum class MsgType : std::uint8_t {
   map_request = 13,   // [1, 13, nonce, key]  key = [vni, 0, mac] | [vni, 1, ip]
   map_reply = 14,     // [1, 14, nonce, key, [mapping..], ttl_ms]  no mapping = negative
   map_notify = 15,    // [1, 15, [mapping..]]  owner -> subscribers (and a superseded claimant)
+  // Compact push-pull: a push of member states names the records the receiver lacks.
+  record_request = 16,  // [1, 16, [bin32 node..]]  answered with a push of those members
 };
+
+// Most node ids in one record_request (a push of states names at most this many).
+inline constexpr std::size_t kRecordRequestMax = 1024;
 
 // Incarnations above 0 are proven by the node itself: `proof` is its signature over
 // its id and that incarnation (alive_proof_bytes, mesh/types.hpp). Nobody else can
@@ -73,6 +80,18 @@ struct StateUpdate {
 };
 
 using Update = std::variant<MemberEntry, StateUpdate, EndpointMapping, Revocation>;
+
+// A member as push-pull compares it, without its record: what the members digest
+// hashes (node, record version, incarnation) plus the state and the incarnation's
+// proof. A receiver that holds the record at this version (the usual case) applies
+// the state; otherwise it asks for the record (record_request).
+struct MemberStateEntry {
+  NodeId node{};
+  std::uint64_t version = 0;
+  MemberState state = MemberState::alive;
+  std::uint64_t incarnation = 0;
+  std::optional<crypto::Signature> proof;  // as in MemberEntry
+};
 
 struct JoinRequest {
   std::uint64_t incarnation = 0;
@@ -113,13 +132,18 @@ struct SyncRequest {
   // Empty, or kMemberBuckets digests of the sender's live members by the first byte of
   // their id: "send me your members in the buckets where we differ".
   std::vector<std::uint64_t> member_buckets;
+  // With member_buckets only: "send states, not records; I will ask for the records I
+  // lack" (compact push-pull). Absent from older senders: they get full members.
+  bool states_ok = false;
 };
 struct Push {
   std::vector<MemberEntry> members;
   std::vector<EndpointMapping> mappings;
   bool want_locals = false;  // "send me your own mappings for the VNIs I serve"
   std::vector<Revocation> revocations;
+  std::vector<MemberStateEntry> states;  // compact push-pull (only to a states_ok asker)
 };
+struct RecordRequest { std::vector<NodeId> nodes; };  // bound: kRecordRequestMax
 struct Leave {
   std::uint64_t incarnation = 0;
   std::optional<crypto::Signature> proof;  // of incarnation, so the news can be relayed
@@ -127,12 +151,13 @@ struct Leave {
 
 using Message = std::variant<JoinRequest, JoinAccept, JoinRefuse, Ping, Ack, PingReq, Gossip,
                              SyncRequest, Push, Leave, Nack, MapRegister, MapRequest, MapReply,
-                             MapNotify>;
+                             MapNotify, RecordRequest>;
 
 // Pieces, pre-encoded so the broadcast queue can budget bytes per message.
 Bytes encode_member(const MemberEntry& m);
 Bytes encode_mapping(const EndpointMapping& m);
 Bytes encode_revocation(const Revocation& r);
+Bytes encode_member_state(const MemberStateEntry& s);
 Bytes encode_update(const Update& u);
 Result<MemberEntry> decode_member(ByteSpan b, const codec::Limits& limits);
 Result<EndpointMapping> decode_mapping(ByteSpan b, const codec::Limits& limits);
@@ -148,12 +173,14 @@ Bytes encode_nack(const Nack& m);
 Bytes encode_ping(std::uint64_t seq, std::span<const Bytes> updates);
 Bytes encode_ack(std::uint64_t seq, std::span<const Bytes> updates);
 Bytes encode_gossip(std::span<const Bytes> updates);
-// `members` / `mappings` / `revocations` are encode_member() / encode_mapping() /
-// encode_revocation() outputs.
+// `members` / `mappings` / `revocations` / `states` are encode_member() /
+// encode_mapping() / encode_revocation() / encode_member_state() outputs.
 Bytes encode_join_accept(std::span<const Bytes> members, std::span<const Bytes> mappings,
                          std::span<const Bytes> revocations = {});
 Bytes encode_push(std::span<const Bytes> members, std::span<const Bytes> mappings,
-                  bool want_locals, std::span<const Bytes> revocations = {});
+                  bool want_locals, std::span<const Bytes> revocations = {},
+                  std::span<const Bytes> states = {});
+Bytes encode_record_request(const RecordRequest& m);
 
 // `mappings` are encode_mapping() outputs.
 Bytes encode_map_register(std::span<const Bytes> mappings);

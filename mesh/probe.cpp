@@ -79,7 +79,7 @@ void MeshCore::Impl::probe_tick(std::uint64_t now) {
         // refutes, and its ack carries the refutation straight back to us.
         send_ping(probe_.target, next_seq_++, true);
       } else if (m.state == MemberState::suspect && sus != suspicions_.end() &&
-                 sus->second.confirm(self_.id())) {
+                 confirm_suspicion(sus, self_.id())) {
         // Someone else accused it first; our failed probe is an independent confirmation.
         ++counters_.suspicion_confirmations;
         queue_state(accusation);
@@ -160,9 +160,19 @@ void MeshCore::Impl::probe_second_wave(std::uint64_t now) {
 }
 
 void MeshCore::Impl::check_suspicions(std::uint64_t now) {
+  // Due deadlines off the heap; a suspicion that ended meanwhile (or one started again,
+  // with its own later entry) left a stale one, dropped here.
   std::vector<NodeId> expired;
-  for (const auto& [id, sus] : suspicions_) {
-    if (now >= sus.deadline_ms()) expired.push_back(id);
+  auto& heap = suspicion_deadlines_;
+  while (!heap.empty() && heap.front().first <= now) {
+    const NodeId id = heap.front().second;
+    std::pop_heap(heap.begin(), heap.end(), std::greater<>{});
+    heap.pop_back();
+    auto sus = suspicions_.find(id);
+    if (sus != suspicions_.end() && now >= sus->second.deadline_ms() &&
+        std::find(expired.begin(), expired.end(), id) == expired.end()) {
+      expired.push_back(id);
+    }
   }
   for (const NodeId& id : expired) {
     Member& m = members_.at(id);

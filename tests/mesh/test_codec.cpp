@@ -408,3 +408,76 @@ TEST_CASE("types: routes in a node record are signed, round-trip, and keep old r
   bad.routes = {RouteAnnouncement{100, IpPrefix{IpAddr::v4(0x0a000000), 33}, {}}};
   CHECK_FALSE(decode_message(encode_join_request(JoinRequest{1, bad}), limits()).ok());
 }
+
+TEST_CASE("messages: compact push-pull — states_ok, pushed states, record requests; older forms") {
+  test::SimNet net(6);
+  auto tok = net.make_token({100});
+  std::size_t a = net.add_node(tok);
+  std::size_t b = net.add_node(tok);
+  const NodeId ida = net.nodes[a]->id(), idb = net.nodes[b]->id();
+  const crypto::Signature proof = sign_alive(net.nodes[a]->key, 7);
+
+  // sync_request: states_ok rides with the buckets, and only with them.
+  SyncRequest sr;
+  sr.want_reply = true;
+  sr.members_digest = 5;
+  sr.revocations_digest = 1;
+  sr.member_buckets.assign(kMemberBuckets, 3);
+  sr.states_ok = true;
+  auto s = std::get<SyncRequest>(decode_message(encode_sync_request(sr), limits()).value());
+  CHECK(s.states_ok);
+  CHECK(s.member_buckets.size() == kMemberBuckets);
+  sr.states_ok = false;  // what an older node sends: no trailing field
+  CHECK_FALSE(std::get<SyncRequest>(decode_message(encode_sync_request(sr), limits()).value()).states_ok);
+  sr.states_ok = true;
+  sr.member_buckets.clear();  // no buckets: nothing is pushed on this request, no flag
+  Bytes no_buckets = encode_sync_request(sr);
+  CHECK_FALSE(std::get<SyncRequest>(decode_message(no_buckets, limits()).value()).states_ok);
+
+  // push: states as a fifth field; with and without proof; member states are exact.
+  const MemberStateEntry with_proof{ida, 4, MemberState::suspect, 7, proof};
+  const MemberStateEntry without{idb, 2, MemberState::alive, 0, std::nullopt};
+  std::vector<Bytes> states = {encode_member_state(with_proof), encode_member_state(without)};
+  Bytes push = encode_push({}, {}, false, {}, states);
+  auto pu = std::get<Push>(decode_message(push, limits()).value());
+  REQUIRE(pu.states.size() == 2);
+  CHECK(pu.members.empty());
+  CHECK(pu.states[0].node == ida);
+  CHECK(pu.states[0].version == 4);
+  CHECK(pu.states[0].state == MemberState::suspect);
+  CHECK(pu.states[0].incarnation == 7);
+  CHECK(pu.states[0].proof == std::optional<crypto::Signature>(proof));
+  CHECK(pu.states[1].node == idb);
+  CHECK_FALSE(pu.states[1].proof.has_value());
+  // A state entry is small: a tenth of a member entry with its record, or less.
+  const Bytes member = encode_member(MemberEntry{net.record_for(a), MemberState::alive, 0});
+  MESSAGE("member entry " << member.size() << " B, state entry " << states[1].size() << " B ("
+                          << states[0].size() << " B with proof)");
+  CHECK(states[1].size() * 4 < member.size());
+  // A push without states (older sender) has none.
+  CHECK(std::get<Push>(decode_message(encode_push({}, {}, false), limits()).value()).states.empty());
+  // A state with a bad node id or proof length is malformed.
+  codec::Writer bad;
+  bad.array(4);
+  bad.bin(ByteSpan(ida.data(), 31));
+  bad.u64(1);
+  bad.u64(0);
+  bad.u64(0);
+  std::vector<Bytes> bad_states = {bad.take()};
+  CHECK_FALSE(decode_message(encode_push({}, {}, false, {}, bad_states), limits()).ok());
+  for (std::size_t n = 0; n < push.size(); ++n) {
+    CHECK_FALSE(decode_message(ByteSpan(push.data(), n), limits()).ok());
+  }
+
+  // record_request: round trip; more than kRecordRequestMax ids is malformed.
+  RecordRequest rr{{ida, idb}};
+  auto r = std::get<RecordRequest>(decode_message(encode_record_request(rr), limits()).value());
+  CHECK(r.nodes == rr.nodes);
+  RecordRequest big;
+  big.nodes.assign(kRecordRequestMax, ida);
+  CHECK(decode_message(encode_record_request(big), limits()).ok());
+  big.nodes.push_back(idb);
+  auto too_big = decode_message(encode_record_request(big), limits());
+  REQUIRE_FALSE(too_big.ok());
+  CHECK(too_big.error().code == "codec.malformed");
+}
