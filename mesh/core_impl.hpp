@@ -152,16 +152,13 @@ struct MeshCore::Impl {
   // set_record, so nothing periodic scans the whole table:
   std::vector<Member*> live_;                 // alive or suspect; also the probe order
   std::map<NodeId, Suspicion> suspicions_;    // exactly the suspect members
-  // Their deadlines, earliest first (a min-heap of (deadline, id), std::push_heap with
-  // std::greater), so poll_timeout and check_suspicions do not scan every suspicion
-  // (thousands at once while a partition lasts). An entry is pushed when a suspicion
-  // starts and each time a confirmation brings its deadline forward; entries whose
-  // suspicion ended or moved are dropped when they reach the top (their deadline has
-  // passed). Bound: (1 + kSuspicionConfirmationsMax) per suspicion started within the
-  // longest suspicion timeout.
-  std::vector<std::pair<std::uint64_t, NodeId>> suspicion_deadlines_;
-  void suspicion_deadline_push(const NodeId& id, std::uint64_t deadline_ms);
-  // Suspicion::confirm, keeping suspicion_deadlines_ in step (use this, not confirm).
+  // Their deadlines, earliest first: (deadline, id) for exactly the entries of
+  // suspicions_, so poll_timeout and check_suspicions do not scan every suspicion
+  // (thousands at once while a partition lasts). Change suspicions_ only through these
+  // three, which keep both in step:
+  std::set<std::pair<std::uint64_t, NodeId>> suspicion_deadlines_;
+  void suspicion_start(const NodeId& id, const Suspicion& s);  // replaces one in progress
+  void suspicion_end(const NodeId& id);                         // none: no-op
   bool confirm_suspicion(std::map<NodeId, Suspicion>::iterator sus, const NodeId& who);
   std::uint64_t members_xor_ = 0;             // XOR of member_hash over live_
   std::array<std::uint64_t, kMemberBuckets> bucket_xor_{};  // same, by first id byte

@@ -169,9 +169,8 @@ void MeshCore::Impl::start_suspicion(std::uint64_t now, Member& m,
   // zero id: it never matches a real confirmer, so every real one counts.
   const NodeId who = accuser.value_or(NodeId{});
   if (cfg_.suspicion_mult == 0) {  // Lifeguard suspicion off: the fixed timer
-    auto [it, _] = suspicions_.insert_or_assign(
-        m.id(), Suspicion(now, cfg_.suspicion_timeout_ms, cfg_.suspicion_timeout_ms, 0, who));
-    suspicion_deadline_push(m.id(), it->second.deadline_ms());
+    suspicion_start(m.id(),
+                    Suspicion(now, cfg_.suspicion_timeout_ms, cfg_.suspicion_timeout_ms, 0, who));
     return;
   }
   const std::size_t n = live_count() + 1;  // + self
@@ -179,22 +178,31 @@ void MeshCore::Impl::start_suspicion(std::uint64_t now, Member& m,
       std::max(cfg_.suspicion_floor_ms,
                suspicion_min_timeout_ms(cfg_.suspicion_mult, n, cfg_.probe_interval_ms));
   const std::uint64_t max = min * cfg_.suspicion_max_timeout_mult;
-  auto [it, _] = suspicions_.insert_or_assign(
+  suspicion_start(
       m.id(),
       Suspicion(now, min, max, suspicion_expected_confirmations(cfg_.suspicion_confirmations, n), who));
-  suspicion_deadline_push(m.id(), it->second.deadline_ms());
 }
 
 bool MeshCore::Impl::confirm_suspicion(std::map<NodeId, Suspicion>::iterator sus,
                                         const NodeId& who) {
+  const std::uint64_t before = sus->second.deadline_ms();
   if (!sus->second.confirm(who)) return false;
-  suspicion_deadline_push(sus->first, sus->second.deadline_ms());
+  suspicion_deadlines_.erase({before, sus->first});
+  suspicion_deadlines_.emplace(sus->second.deadline_ms(), sus->first);
   return true;
 }
 
-void MeshCore::Impl::suspicion_deadline_push(const NodeId& id, std::uint64_t deadline_ms) {
-  suspicion_deadlines_.emplace_back(deadline_ms, id);
-  std::push_heap(suspicion_deadlines_.begin(), suspicion_deadlines_.end(), std::greater<>{});
+void MeshCore::Impl::suspicion_start(const NodeId& id, const Suspicion& s) {
+  suspicion_end(id);
+  suspicions_.emplace(id, s);
+  suspicion_deadlines_.emplace(s.deadline_ms(), id);
+}
+
+void MeshCore::Impl::suspicion_end(const NodeId& id) {
+  auto it = suspicions_.find(id);
+  if (it == suspicions_.end()) return;
+  suspicion_deadlines_.erase({it->second.deadline_ms(), id});
+  suspicions_.erase(it);
 }
 
 void MeshCore::Impl::set_state(std::uint64_t now, Member& m, MemberState st, std::uint64_t inc,
@@ -210,7 +218,7 @@ void MeshCore::Impl::set_state(std::uint64_t now, Member& m, MemberState st, std
   if (st != prev) {
     m.state = st;
     m.state_since_ms = now;
-    if (prev == MemberState::suspect) suspicions_.erase(id);
+    if (prev == MemberState::suspect) suspicion_end(id);
     if (st == MemberState::suspect) start_suspicion(now, m, accuser);
     if (was_live && !m.live()) live_remove(m);
     if (!was_live && m.live()) live_add(m);

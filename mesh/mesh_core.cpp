@@ -230,7 +230,7 @@ void MeshCore::Impl::set_record(Member& m, std::shared_ptr<const NodeRecord> rec
 MeshCore::Impl::MemberMap::iterator MeshCore::Impl::erase_member(MemberMap::iterator it) {
   Member& m = it->second;
   if (m.live()) live_remove(m);
-  suspicions_.erase(it->first);
+  suspicion_end(it->first);
   const crypto::TokenId& tid = m.rec->chain.node.token_id;
   if (--token_members_[tid] == 0) token_members_.erase(tid);
   return members_.erase(it);
@@ -389,9 +389,7 @@ std::uint64_t MeshCore::Impl::poll_timeout() const {
   if (probe_.active && !probe_.acked && probe_.indirect_sent && !probe_.second_wave_sent) {
     t = std::min(t, probe_.second_wave_ms);
   }
-  // The earliest entry may be stale (earlier than any live suspicion's deadline): that
-  // costs one early wakeup, in which check_suspicions drops it.
-  if (!suspicion_deadlines_.empty()) t = std::min(t, suspicion_deadlines_.front().first);
+  if (!suspicion_deadlines_.empty()) t = std::min(t, suspicion_deadlines_.begin()->first);
   for (const auto& [seq, r] : relays_) {
     t = std::min(t, r.nack_pending ? std::min(r.nack_ms, r.deadline_ms) : r.deadline_ms);
   }

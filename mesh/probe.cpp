@@ -9,6 +9,7 @@
 // only cut off) hears that it was declared failed and refutes. Also the periodic
 // gossip of the broadcast queue.
 #include <algorithm>
+#include <cassert>
 
 #include "mesh/core_impl.hpp"
 
@@ -160,19 +161,12 @@ void MeshCore::Impl::probe_second_wave(std::uint64_t now) {
 }
 
 void MeshCore::Impl::check_suspicions(std::uint64_t now) {
-  // Due deadlines off the heap; a suspicion that ended meanwhile (or one started again,
-  // with its own later entry) left a stale one, dropped here.
+  // Earliest deadlines first; set_state below ends each suspicion (and its entry).
+  assert(suspicion_deadlines_.size() == suspicions_.size());
   std::vector<NodeId> expired;
-  auto& heap = suspicion_deadlines_;
-  while (!heap.empty() && heap.front().first <= now) {
-    const NodeId id = heap.front().second;
-    std::pop_heap(heap.begin(), heap.end(), std::greater<>{});
-    heap.pop_back();
-    auto sus = suspicions_.find(id);
-    if (sus != suspicions_.end() && now >= sus->second.deadline_ms() &&
-        std::find(expired.begin(), expired.end(), id) == expired.end()) {
-      expired.push_back(id);
-    }
+  for (auto it = suspicion_deadlines_.begin();
+       it != suspicion_deadlines_.end() && it->first <= now; ++it) {
+    expired.push_back(it->second);
   }
   for (const NodeId& id : expired) {
     Member& m = members_.at(id);
