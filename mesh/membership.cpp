@@ -476,16 +476,19 @@ void MeshCore::Impl::on_record_request(std::uint64_t /*now*/, const NodeId& from
   // do not hold are skipped: the asker learns them elsewhere.
   PushBatcher out(cfg_.message_bytes_max, false, [&](Bytes b) { send(from, std::move(b)); });
   std::set<NodeId> seen;
+  std::size_t found = 0;
   for (const NodeId& id : m.nodes) {
     if (!seen.insert(id).second) continue;
     if (id == self_.id()) {
       out.add(PushBatcher::kMembers, encode_member(self_entry()));
+      ++found;
     } else if (auto it = members_.find(id); it != members_.end()) {
       out.add(PushBatcher::kMembers, encode_member(entry_of(it->second)));
+      ++found;
     }
   }
   ++counters_.records_requests_served;
-  if (!seen.empty()) out.finish();
+  if (found > 0) out.finish();  // nothing known: no empty push
 }
 
 void MeshCore::Impl::on_join_accept(std::uint64_t now, const NodeId& from, const JoinAccept& m) {

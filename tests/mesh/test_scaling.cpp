@@ -586,6 +586,10 @@ TEST_CASE("scaling: compact push-pull pushes states to askers that take them, re
   CHECK(pushes[0].members.size() == 3);
   CHECK(got == std::set<NodeId>{id2, id3, net.nodes[a]->id()});
   CHECK(net.nodes[a]->core->counters().records_requests_served == served_before + 1);
+  pushes.clear();
+  net.inject(b, a, encode_record_request(RecordRequest{{stranger}}));  // nothing known
+  CHECK(pushes.empty());
+  CHECK(net.nodes[a]->core->counters().records_requests_served == served_before + 2);
 
   // Receiving states: a newer record version or an unknown node is asked for; the same
   // version is applied as a state (here: b says node 2 is suspect).
