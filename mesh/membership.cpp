@@ -76,8 +76,8 @@ void MeshCore::Impl::apply_member(std::uint64_t now, const MemberEntry& e, bool 
     }
     return;
   }
+  set_record(it, std::move(rec));
   Member& m = it->second;
-  set_record(m, std::move(rec));
   persist_member(m);
   queue_broadcast(member_key(id), entry_of(m));
   if (m.live()) {
@@ -183,25 +183,24 @@ void MeshCore::Impl::start_suspicion(std::uint64_t now, Member& m,
       Suspicion(now, min, max, suspicion_expected_confirmations(cfg_.suspicion_confirmations, n), who));
 }
 
-bool MeshCore::Impl::confirm_suspicion(std::map<NodeId, Suspicion>::iterator sus,
-                                        const NodeId& who) {
+bool MeshCore::Impl::confirm_suspicion(SuspicionMap::iterator sus, const NodeId& who) {
   const std::uint64_t before = sus->second.deadline_ms();
   if (!sus->second.confirm(who)) return false;
-  suspicion_deadlines_.erase({before, sus->first});
-  suspicion_deadlines_.emplace(sus->second.deadline_ms(), sus->first);
+  suspicion_deadlines_.erase({before, &sus->first});
+  suspicion_deadlines_.emplace(sus->second.deadline_ms(), &sus->first);
   return true;
 }
 
 void MeshCore::Impl::suspicion_start(const NodeId& id, const Suspicion& s) {
   suspicion_end(id);
-  suspicions_.emplace(id, s);
-  suspicion_deadlines_.emplace(s.deadline_ms(), id);
+  auto it = suspicions_.emplace(id, s).first;
+  suspicion_deadlines_.emplace(s.deadline_ms(), &it->first);
 }
 
 void MeshCore::Impl::suspicion_end(const NodeId& id) {
   auto it = suspicions_.find(id);
   if (it == suspicions_.end()) return;
-  suspicion_deadlines_.erase({it->second.deadline_ms(), id});
+  suspicion_deadlines_.erase({it->second.deadline_ms(), &it->first});
   suspicions_.erase(it);
 }
 
@@ -267,10 +266,12 @@ void MeshCore::Impl::refute(std::uint64_t now, std::uint64_t heard_inc) {
 MeshCore::Impl::Member& MeshCore::Impl::insert_member(std::uint64_t now,
                                                       std::shared_ptr<const NodeRecord> rec,
                                                       MemberState st, std::uint64_t inc) {
-  const NodeId id = rec->id();
   ++token_members_[rec->chain.node.token_id];
-  Member& added = members_[id];
-  added.rec = std::move(rec);
+  const MemberKey key{&rec->id()};
+  auto [it, fresh] = members_.emplace(key, Member{rec});
+  assert(fresh);  // callers insert only ids they do not hold
+  (void)fresh;
+  Member& added = it->second;
   added.state = st;
   added.incarnation = inc;
   added.state_since_ms = now;

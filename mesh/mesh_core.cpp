@@ -214,7 +214,8 @@ void MeshCore::Impl::live_shuffle() {
   for (std::size_t i = 0; i < live_.size(); ++i) live_[i]->live_pos = static_cast<std::uint32_t>(i);
 }
 
-void MeshCore::Impl::set_record(Member& m, std::shared_ptr<const NodeRecord> rec) {
+void MeshCore::Impl::set_record(MemberMap::iterator it, std::shared_ptr<const NodeRecord> rec) {
+  Member& m = it->second;
   if (m.live()) {
     digest_toggle(m.id(), m.rec->version, m.incarnation);
     digest_toggle(rec->id(), rec->version, m.incarnation);
@@ -225,12 +226,13 @@ void MeshCore::Impl::set_record(Member& m, std::shared_ptr<const NodeRecord> rec
     ++token_members_[rec->chain.node.token_id];
   }
   m.rec = std::move(rec);
+  it->first.id = &m.rec->id();
 }
 
 MeshCore::Impl::MemberMap::iterator MeshCore::Impl::erase_member(MemberMap::iterator it) {
   Member& m = it->second;
   if (m.live()) live_remove(m);
-  suspicion_end(it->first);
+  suspicion_end(m.id());
   const crypto::TokenId& tid = m.rec->chain.node.token_id;
   if (--token_members_[tid] == 0) token_members_.erase(tid);
   return members_.erase(it);

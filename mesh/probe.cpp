@@ -108,7 +108,7 @@ void MeshCore::Impl::probe_tick(std::uint64_t now) {
   probe_ = Probe{};
   probe_.active = true;
   probe_.target = *target;
-  probe_.incarnation = members_.at(*target).incarnation;
+  probe_.incarnation = members_.find(*target)->second.incarnation;
   probe_.seq = next_seq_++;
   probe_.sent_ms = now;
   probe_.indirect_ms = now + probe_timeout_ms();
@@ -166,10 +166,10 @@ void MeshCore::Impl::check_suspicions(std::uint64_t now) {
   std::vector<NodeId> expired;
   for (auto it = suspicion_deadlines_.begin();
        it != suspicion_deadlines_.end() && it->first <= now; ++it) {
-    expired.push_back(it->second);
+    expired.push_back(*it->second);
   }
   for (const NodeId& id : expired) {
-    Member& m = members_.at(id);
+    Member& m = members_.find(id)->second;
     const std::uint64_t inc = m.incarnation;
     set_state(now, m, MemberState::failed, inc);
     queue_state(StateUpdate{id, MemberState::failed, inc, std::nullopt, std::nullopt});

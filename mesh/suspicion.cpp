@@ -2,7 +2,10 @@
 
 #include <algorithm>
 #include <cassert>
+#include <climits>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 
 namespace meshd::mesh {
 
@@ -21,18 +24,25 @@ std::size_t suspicion_expected_confirmations(std::size_t wanted, std::size_t n) 
 Suspicion::Suspicion(std::uint64_t start_ms, std::uint64_t min_ms, std::uint64_t max_ms,
                      std::size_t k, const NodeId& accuser)
     : start_ms_(start_ms),
-      min_ms_(min_ms),
-      max_ms_(max_ms),
-      k_(std::min(k, kSuspicionConfirmationsMax)) {
+      min_ms_(static_cast<std::uint32_t>(std::min<std::uint64_t>(min_ms, UINT32_MAX))),
+      max_ms_(static_cast<std::uint32_t>(std::min<std::uint64_t>(max_ms, UINT32_MAX))),
+      k_(static_cast<std::uint8_t>(std::min(k, kSuspicionConfirmationsMax))) {
   assert(min_ms <= max_ms);
-  confirmers_.reserve(k_ + 1);
-  confirmers_.push_back(accuser);
+  confirmers_.reserve(std::size_t{k_} + 1);
+  confirmers_.push_back(prefix(accuser));
+}
+
+std::uint64_t Suspicion::prefix(const NodeId& id) {
+  std::uint64_t p = 0;
+  std::memcpy(&p, id.data(), sizeof p);
+  return p;
 }
 
 bool Suspicion::confirm(const NodeId& from) {
   if (confirmations() >= k_) return false;
-  if (std::find(confirmers_.begin(), confirmers_.end(), from) != confirmers_.end()) return false;
-  confirmers_.push_back(from);
+  const std::uint64_t p = prefix(from);
+  if (std::find(confirmers_.begin(), confirmers_.end(), p) != confirmers_.end()) return false;
+  confirmers_.push_back(p);
   return true;
 }
 

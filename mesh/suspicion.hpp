@@ -58,11 +58,16 @@ class Suspicion {
                                   std::size_t c);
 
  private:
+  // Confirmers are told apart by the first 8 bytes of their id (public keys): two
+  // members that share them would need 2^64 work to make, and would only count once.
+  // A 10,000-node mesh cut in half holds 50 million suspicions at once (simulator).
+  static std::uint64_t prefix(const NodeId& id);
+
   std::uint64_t start_ms_ = 0;
-  std::uint64_t min_ms_ = 0;
-  std::uint64_t max_ms_ = 0;
-  std::size_t k_ = 0;
-  std::vector<NodeId> confirmers_;  // [0] = accuser; bound: k_ + 1
+  std::uint32_t min_ms_ = 0;  // clamped to ~49 days
+  std::uint32_t max_ms_ = 0;
+  std::uint8_t k_ = 0;
+  std::vector<std::uint64_t> confirmers_;  // id prefixes, [0] = accuser; bound: k_ + 1
 };
 
 }  // namespace meshd::mesh
