@@ -164,24 +164,25 @@ struct MeshCore::Impl {
   // Indexes over members_, kept in step by insert_member / erase_member / set_state /
   // set_record, so nothing periodic scans the whole table:
   std::vector<Member*> live_;                 // alive or suspect; also the probe order
-  // Pooled like the member table: while a 10,000-node mesh is cut in half the
+  // Pooled like the member table, and keyed the same way (the id in the suspect's
+  // record; set_record re-points both): while a 10,000-node mesh is cut in half the
   // simulator holds 50 million suspicions.
   std::pmr::unsynchronized_pool_resource suspicion_pool_{std::pmr::pool_options{256, 256}};
-  using SuspicionMap = std::pmr::map<NodeId, Suspicion>;
+  using SuspicionMap = std::pmr::map<MemberKey, Suspicion, MemberKeyLess>;
   SuspicionMap suspicions_{&suspicion_pool_};  // exactly the suspect members
-  // Their deadlines, earliest first: (deadline, the id in suspicions_' key) for exactly
-  // the entries of suspicions_, so poll_timeout and check_suspicions do not scan every
+  // Their deadlines, earliest first: (deadline, suspicions_' key) for exactly the
+  // entries of suspicions_, so poll_timeout and check_suspicions do not scan every
   // suspicion (thousands at once while a partition lasts). Change suspicions_ only
   // through these three, which keep both in step:
   struct DeadlineLess {
-    bool operator()(const std::pair<std::uint64_t, const NodeId*>& a,
-                    const std::pair<std::uint64_t, const NodeId*>& b) const {
-      return a.first != b.first ? a.first < b.first : *a.second < *b.second;
+    bool operator()(const std::pair<std::uint64_t, const MemberKey*>& a,
+                    const std::pair<std::uint64_t, const MemberKey*>& b) const {
+      return a.first != b.first ? a.first < b.first : *a.second->id < *b.second->id;
     }
   };
-  std::pmr::set<std::pair<std::uint64_t, const NodeId*>, DeadlineLess> suspicion_deadlines_{&suspicion_pool_};
-  void suspicion_start(const NodeId& id, const Suspicion& s);  // replaces one in progress
-  void suspicion_end(const NodeId& id);                         // none: no-op
+  std::pmr::set<std::pair<std::uint64_t, const MemberKey*>, DeadlineLess> suspicion_deadlines_{&suspicion_pool_};
+  void suspicion_start(const Member& m, Suspicion s);  // replaces one in progress
+  void suspicion_end(const NodeId& id);                 // none: no-op
   bool confirm_suspicion(SuspicionMap::iterator sus, const NodeId& who);
   std::uint64_t members_xor_ = 0;             // XOR of member_hash over live_
   std::array<std::uint64_t, kMemberBuckets> bucket_xor_{};  // same, by first id byte

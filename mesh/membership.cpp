@@ -169,8 +169,7 @@ void MeshCore::Impl::start_suspicion(std::uint64_t now, Member& m,
   // zero id: it never matches a real confirmer, so every real one counts.
   const NodeId who = accuser.value_or(NodeId{});
   if (cfg_.suspicion_mult == 0) {  // Lifeguard suspicion off: the fixed timer
-    suspicion_start(m.id(),
-                    Suspicion(now, cfg_.suspicion_timeout_ms, cfg_.suspicion_timeout_ms, 0, who));
+    suspicion_start(m, Suspicion(now, cfg_.suspicion_timeout_ms, cfg_.suspicion_timeout_ms, 0, who));
     return;
   }
   const std::size_t n = live_count() + 1;  // + self
@@ -179,8 +178,7 @@ void MeshCore::Impl::start_suspicion(std::uint64_t now, Member& m,
                suspicion_min_timeout_ms(cfg_.suspicion_mult, n, cfg_.probe_interval_ms));
   const std::uint64_t max = min * cfg_.suspicion_max_timeout_mult;
   suspicion_start(
-      m.id(),
-      Suspicion(now, min, max, suspicion_expected_confirmations(cfg_.suspicion_confirmations, n), who));
+      m, Suspicion(now, min, max, suspicion_expected_confirmations(cfg_.suspicion_confirmations, n), who));
 }
 
 bool MeshCore::Impl::confirm_suspicion(SuspicionMap::iterator sus, const NodeId& who) {
@@ -191,10 +189,10 @@ bool MeshCore::Impl::confirm_suspicion(SuspicionMap::iterator sus, const NodeId&
   return true;
 }
 
-void MeshCore::Impl::suspicion_start(const NodeId& id, const Suspicion& s) {
-  suspicion_end(id);
-  auto it = suspicions_.emplace(id, s).first;
-  suspicion_deadlines_.emplace(s.deadline_ms(), &it->first);
+void MeshCore::Impl::suspicion_start(const Member& m, Suspicion s) {
+  suspicion_end(m.id());
+  auto it = suspicions_.emplace(MemberKey{&m.id()}, std::move(s)).first;
+  suspicion_deadlines_.emplace(it->second.deadline_ms(), &it->first);
 }
 
 void MeshCore::Impl::suspicion_end(const NodeId& id) {

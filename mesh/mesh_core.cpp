@@ -225,8 +225,11 @@ void MeshCore::Impl::set_record(MemberMap::iterator it, std::shared_ptr<const No
     if (--token_members_[was] == 0) token_members_.erase(was);
     ++token_members_[rec->chain.node.token_id];
   }
-  m.rec = std::move(rec);
+  // The keys point into the old record until re-pointed: it stays alive until then
+  // (the suspicion lookup compares against them).
+  const std::shared_ptr<const NodeRecord> old = std::exchange(m.rec, std::move(rec));
   it->first.id = &m.rec->id();
+  if (auto sus = suspicions_.find(m.id()); sus != suspicions_.end()) sus->first.id = &m.rec->id();
 }
 
 MeshCore::Impl::MemberMap::iterator MeshCore::Impl::erase_member(MemberMap::iterator it) {

@@ -163,10 +163,17 @@ void MeshCore::Impl::probe_second_wave(std::uint64_t now) {
 void MeshCore::Impl::check_suspicions(std::uint64_t now) {
   // Earliest deadlines first; set_state below ends each suspicion (and its entry).
   assert(suspicion_deadlines_.size() == suspicions_.size());
+#ifndef NDEBUG
+  // Every suspicion's key points at its suspect's current record (set_record re-points).
+  for (const auto& [key, sus] : suspicions_) {
+    auto m = members_.find(*key.id);
+    assert(m != members_.end() && key.id == &m->second.id() && m->first.id == key.id);
+  }
+#endif
   std::vector<NodeId> expired;
   for (auto it = suspicion_deadlines_.begin();
        it != suspicion_deadlines_.end() && it->first <= now; ++it) {
-    expired.push_back(*it->second);
+    expired.push_back(*it->second->id);
   }
   for (const NodeId& id : expired) {
     Member& m = members_.find(id)->second;

@@ -28,8 +28,9 @@ Suspicion::Suspicion(std::uint64_t start_ms, std::uint64_t min_ms, std::uint64_t
       max_ms_(static_cast<std::uint32_t>(std::min<std::uint64_t>(max_ms, UINT32_MAX))),
       k_(static_cast<std::uint8_t>(std::min(k, kSuspicionConfirmationsMax))) {
   assert(min_ms <= max_ms);
-  confirmers_.reserve(std::size_t{k_} + 1);
-  confirmers_.push_back(prefix(accuser));
+  if (std::size_t{k_} + 1 > kInline) more_ = std::make_unique<std::uint64_t[]>(std::size_t{k_} + 1);
+  (more_ ? more_.get() : inline_.data())[0] = prefix(accuser);
+  n_ = 1;
 }
 
 std::uint64_t Suspicion::prefix(const NodeId& id) {
@@ -41,8 +42,8 @@ std::uint64_t Suspicion::prefix(const NodeId& id) {
 bool Suspicion::confirm(const NodeId& from) {
   if (confirmations() >= k_) return false;
   const std::uint64_t p = prefix(from);
-  if (std::find(confirmers_.begin(), confirmers_.end(), p) != confirmers_.end()) return false;
-  confirmers_.push_back(p);
+  if (std::find(slots(), slots() + n_, p) != slots() + n_) return false;
+  (more_ ? more_.get() : inline_.data())[n_++] = p;
   return true;
 }
 

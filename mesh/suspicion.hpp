@@ -12,8 +12,9 @@
 #pragma once
 
 #include <cstddef>
+#include <array>
 #include <cstdint>
-#include <vector>
+#include <memory>
 
 #include "mesh/types.hpp"
 
@@ -50,7 +51,7 @@ class Suspicion {
 
   std::uint64_t deadline_ms() const { return start_ms_ + timeout_ms(); }
   std::uint64_t timeout_ms() const { return timeout_ms(min_ms_, max_ms_, k_, confirmations()); }
-  std::size_t confirmations() const { return confirmers_.empty() ? 0 : confirmers_.size() - 1; }
+  std::size_t confirmations() const { return n_ == 0 ? 0 : n_ - 1u; }
   std::size_t expected() const { return k_; }
 
   // The formula above; never below min_ms, never above max_ms.
@@ -60,14 +61,19 @@ class Suspicion {
  private:
   // Confirmers are told apart by the first 8 bytes of their id (public keys): two
   // members that share them would need 2^64 work to make, and would only count once.
-  // A 10,000-node mesh cut in half holds 50 million suspicions at once (simulator).
+  // A 10,000-node mesh cut in half holds 50 million suspicions at once (simulator), so
+  // the accuser and the default 2 confirmations sit inline; a larger k allocates.
+  static constexpr std::size_t kInline = 3;
   static std::uint64_t prefix(const NodeId& id);
+  const std::uint64_t* slots() const { return more_ ? more_.get() : inline_.data(); }
 
   std::uint64_t start_ms_ = 0;
   std::uint32_t min_ms_ = 0;  // clamped to ~49 days
   std::uint32_t max_ms_ = 0;
   std::uint8_t k_ = 0;
-  std::vector<std::uint64_t> confirmers_;  // id prefixes, [0] = accuser; bound: k_ + 1
+  std::uint8_t n_ = 0;  // confirmers held, accuser included; bound: k_ + 1
+  std::array<std::uint64_t, kInline> inline_{};
+  std::unique_ptr<std::uint64_t[]> more_;  // k_ + 1 > kInline
 };
 
 }  // namespace meshd::mesh

@@ -284,3 +284,36 @@ TEST_CASE("membership: 10 nodes converge with 10% message loss") {
     }
   }
 }
+
+TEST_CASE("membership: a suspect's record replaced mid-suspicion: the suspicion still runs out") {
+  // The member table and the suspicions are keyed by a pointer to the id inside the
+  // member's record; replacing the record re-points both (an ASan build catches a stale
+  // key, this test the lost suspicion).
+  MeshConfig cfg;
+  cfg.suspicion_mult = 0;  // a fixed timer, long enough to replace the record first
+  cfg.suspicion_timeout_ms = 20'000;
+  SimNet net(31, cfg);
+  start_mesh(net, 3);
+  REQUIRE(net.run_until([&] { return net.all_alive(); }, 5'000));
+  const std::size_t c = 2;
+  const NodeId cid = net.nodes[c]->id();
+  net.drop_if = [&](std::size_t from, std::size_t to, const Bytes&) { return from == c || to == c; };
+  auto seen = [&](MemberState st) {
+    auto m = net.nodes[0]->core->member(cid);
+    return m && m->state == st;
+  };
+  REQUIRE(net.run_until([&] { return seen(MemberState::suspect); }, 10'000));
+  const MemberInfo before = *net.nodes[0]->core->member(cid);
+  NodeRecord rec = net.record_for(c);
+  rec.version = before.record.version + 10;
+  rec.sign(net.nodes[c]->key);
+  Bytes up = encode_update(MemberEntry{rec, MemberState::suspect, before.incarnation});
+  net.inject(1, 0, encode_gossip(std::span<const Bytes>(&up, 1)));
+  const MemberInfo replaced = *net.nodes[0]->core->member(cid);
+  CHECK(replaced.record.version == rec.version);
+  CHECK(replaced.state == MemberState::suspect);
+  // Still tracked under the new record: it runs out and C is failed, keeping the record.
+  REQUIRE(net.run_until([&] { return seen(MemberState::failed); }, 25'000));
+  CHECK(net.nodes[0]->core->member(cid)->record.version == rec.version);
+  CHECK(net.nodes[0]->core->poll_timeout() > net.now);  // no suspicion left overdue
+}

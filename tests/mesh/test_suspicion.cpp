@@ -84,3 +84,23 @@ TEST_CASE("suspicion: fixed timer when nothing is expected") {
   CHECK_FALSE(s.confirm(node(9)));
   CHECK(s.deadline_ms() == 4500);
 }
+
+TEST_CASE("suspicion: more confirmations than fit inline (k = 5): each counts once, bounded") {
+  Suspicion s(0, 1000, 9000, 5, node(1));
+  CHECK(s.expected() == 5);
+  std::uint64_t prev = s.deadline_ms();
+  for (std::uint8_t i = 2; i <= 6; ++i) {
+    CHECK(s.confirm(node(i)));
+    CHECK_FALSE(s.confirm(node(i)));
+    CHECK_FALSE(s.confirm(node(1)));
+    CHECK(s.deadline_ms() < prev);
+    prev = s.deadline_ms();
+  }
+  CHECK(s.confirmations() == 5);
+  CHECK(s.deadline_ms() == 1000);
+  CHECK_FALSE(s.confirm(node(7)));
+  // Moved (the member table moves it in): the confirmers go along.
+  Suspicion t = std::move(s);
+  CHECK(t.confirmations() == 5);
+  CHECK_FALSE(t.confirm(node(3)));
+}
