@@ -190,7 +190,9 @@ struct MeshCore::Impl {
   // Members in the order they failed (id, when): those failed less than
   // gossip_to_dead_ms ago are gossip and push-pull partners too. Stale entries (old,
   // or alive again) are skipped and pruned. Bound: cfg_.members_max.
-  std::deque<std::pair<NodeId, std::uint64_t>> recently_failed_;
+  // An entry points at the member's key in members_ (stable; erase_member drops the
+  // member's entries first): 16 bytes, where a 10,000-node partition fails 50 million.
+  std::deque<std::pair<const MemberKey*, std::uint64_t>> recently_failed_;
   std::deque<NodeId> refused_order_;          // bound: cfg_.refused_max
   std::set<NodeId> refused_;
   using MappingMap = std::map<MapKey, MappingEntry>;

@@ -232,7 +232,7 @@ void MeshCore::Impl::set_state(std::uint64_t now, Member& m, MemberState st, std
     on_member_up(now, m);
   } else if (st == MemberState::failed && prev != MemberState::failed) {
     if (recently_failed_.size() >= cfg_.members_max) recently_failed_.pop_front();
-    recently_failed_.emplace_back(id, now);
+    recently_failed_.emplace_back(&members_.find(id)->first, now);
     emit(MeshEvent{MeshEvent::Kind::member_failed, m.info(), std::nullopt, id, {}});
     remove_owner_mappings(id);
   } else if (st == MemberState::left && prev != MemberState::left) {

@@ -1,6 +1,7 @@
 #include "mesh/mesh_core.hpp"
 
 #include <algorithm>
+#include <cassert>
 #include <cmath>
 
 #include "mesh/core_impl.hpp"
@@ -156,8 +157,10 @@ std::vector<NodeId> MeshCore::Impl::sample_partners(std::uint64_t now, std::size
   const std::size_t slots = out.empty() ? k : out.size();
   for (std::size_t i = 0; i < slots; ++i) {
     if (rng_.uniform(live + dead) >= dead) continue;
-    const NodeId& id = recently_failed_[rng_.uniform(dead)].first;
+    const MemberKey* key = recently_failed_[rng_.uniform(dead)].first;
+    const NodeId& id = *key->id;
     auto it = members_.find(id);
+    assert(it != members_.end() && &it->first == key);  // erase_member drops its entries
     if (it == members_.end() || it->second.state != MemberState::failed) continue;
     if (std::find(out.begin(), out.end(), id) != out.end()) continue;
     if (i < out.size()) {
@@ -236,6 +239,9 @@ MeshCore::Impl::MemberMap::iterator MeshCore::Impl::erase_member(MemberMap::iter
   Member& m = it->second;
   if (m.live()) live_remove(m);
   suspicion_end(m.id());
+  // Entries of a member that failed and came back stay until they age out: drop them
+  // all (rare: reap, revocation, over-used token).
+  std::erase_if(recently_failed_, [&](const auto& f) { return f.first == &it->first; });
   const crypto::TokenId& tid = m.rec->chain.node.token_id;
   if (--token_members_[tid] == 0) token_members_.erase(tid);
   return members_.erase(it);

@@ -409,3 +409,25 @@ TEST_CASE("revocation: a revoked node keeps its token's use; a copy of the token
   CHECK(ev->reason == "token.used_up");
   CHECK_FALSE(net.nodes[0]->core->member(net.nodes[2]->id()).has_value());
 }
+
+TEST_CASE("revocation: a member revoked while recently failed leaves no partner entry behind") {
+  // Recently failed members are gossip partners for gossip_to_dead_ms; their entries
+  // point at member-table keys, so erasing the member must drop them (a Debug build
+  // asserts on every sampled entry).
+  SimNet net(43);
+  start_mesh(net, 5);
+  const std::size_t victim = 3;
+  const NodeId vid = net.nodes[victim]->id();
+  net.crash(victim);
+  REQUIRE(net.run_until([&] {
+    auto m = net.nodes[1]->core->member(vid);
+    return m && m->state == MemberState::failed;
+  }, 20'000));
+  REQUIRE(net.nodes[1]->core->revoke(net.now, net.revocation_for(victim)).ok());
+  CHECK_FALSE(net.nodes[1]->core->member(vid).has_value());
+  // Well within gossip_to_dead_ms (30 s): partners are sampled on every gossip round.
+  const auto sent = net.delivered;
+  net.step(10'000);
+  CHECK(net.delivered > sent);
+  for (std::size_t i : {0u, 1u, 2u, 4u}) CHECK_FALSE(net.nodes[i]->core->member(vid).has_value());
+}
