@@ -265,8 +265,8 @@ MeshCore::Impl::Member& MeshCore::Impl::insert_member(std::uint64_t now,
                                                       std::shared_ptr<const NodeRecord> rec,
                                                       MemberState st, std::uint64_t inc) {
   ++token_members_[rec->chain.node.token_id];
-  const MemberKey key{&rec->id()};
-  auto [it, fresh] = members_.emplace(key, Member{rec});
+  const MemberKey key{&rec->id()};  // into the record, which the member then owns
+  auto [it, fresh] = members_.emplace(key, Member{std::move(rec)});
   assert(fresh);  // callers insert only ids they do not hold
   (void)fresh;
   Member& added = it->second;
