@@ -29,7 +29,7 @@ Suspicion::Suspicion(std::uint64_t start_ms, std::uint64_t min_ms, std::uint64_t
       k_(static_cast<std::uint8_t>(std::min(k, kSuspicionConfirmationsMax))) {
   assert(min_ms <= max_ms);
   if (std::size_t{k_} + 1 > kInline) more_ = std::make_unique<std::uint64_t[]>(std::size_t{k_} + 1);
-  (more_ ? more_.get() : inline_.data())[0] = prefix(accuser);
+  slots()[0] = prefix(accuser);
   n_ = 1;
 }
 
@@ -43,7 +43,7 @@ bool Suspicion::confirm(const NodeId& from) {
   if (confirmations() >= k_) return false;
   const std::uint64_t p = prefix(from);
   if (std::find(slots(), slots() + n_, p) != slots() + n_) return false;
-  (more_ ? more_.get() : inline_.data())[n_++] = p;
+  slots()[n_++] = p;
   return true;
 }
 

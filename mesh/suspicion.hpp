@@ -66,6 +66,7 @@ class Suspicion {
   static constexpr std::size_t kInline = 3;
   static std::uint64_t prefix(const NodeId& id);
   const std::uint64_t* slots() const { return more_ ? more_.get() : inline_.data(); }
+  std::uint64_t* slots() { return more_ ? more_.get() : inline_.data(); }
 
   std::uint64_t start_ms_ = 0;
   std::uint32_t min_ms_ = 0;  // clamped to ~49 days
